@@ -1,0 +1,46 @@
+"""Config set-up and trainer shared by the tools (detectron2's ``DefaultTrainer`` pattern)."""
+
+from __future__ import annotations
+
+import os
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from .. import compat
+from ..config import add_resnext_config
+
+__all__ = ["ResNeXtTrainer", "setup_cfg"]
+
+
+def setup_cfg(config_file: str, opts: list[str] | None = None, args=None) -> CfgNode:
+    """get_cfg -> add_resnext_config -> merge file and ``KEY VALUE`` overrides -> freeze.
+
+    With ``args`` (from ``default_argument_parser``) it also runs detectron2's
+    ``default_setup``: output dir, logging, config dump, seed.
+    """
+    cfg = get_cfg()
+    add_resnext_config(cfg)
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file {config_file!r} does not exist")
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts or []))
+    cfg.freeze()
+    if args is not None:
+        default_setup(cfg, args)
+        logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det")
+        if compat.APPLIED:
+            logger.info("detectron2 compatibility fixes applied: %s", "; ".join(compat.APPLIED))
+    return cfg
+
+
+class ResNeXtTrainer(DefaultTrainer):
+    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools)."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder)

@@ -1,0 +1,156 @@
+"""The ResNeXt bottleneck block in the three equivalent forms of Fig. 3 (Xie et al., 2017).
+
+A block splits its input into ``cardinality`` low-dimensional paths of width ``d``, transforms
+each (1x1 -> 3x3), and aggregates them back to ``out_channels`` (Sec. 3.2-3.3). Fig. 3 draws
+three ways of writing the same function:
+
+* ``"aggregated"`` (a): C complete branches (1x1, 3x3, 1x1) whose outputs are summed; BN is
+  applied once after the sum, before the shortcut is added (footnote 6).
+* ``"concat"`` (b): C branches of (1x1, 3x3) concatenated, then one dense 1x1.
+* ``"grouped"`` (c, default): 1x1, a grouped 3x3 with C groups, 1x1. Fastest by far.
+
+Each convolution is followed by a norm (BN in the paper) and ReLU, ReLU again after the shortcut
+add. Shortcuts are identity unless the shape changes, then a 1x1 projection + norm ("type B",
+Sec. 4). Downsampling is a stride 2 in the 3x3 (Sec. 4, as fb.resnet.torch), not in the 1x1.
+
+Form (c) uses the same module names as detectron2's ``BottleneckBlock`` (``conv1``, ``conv2``,
+``conv3``, ``shortcut``, each with ``.norm``), so its weights load into either implementation.
+``resnext_det.modeling.block_forms`` maps state dicts between the forms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from detectron2.layers import CNNBlockBase, Conv2d, get_norm
+from torch import nn
+from torch.nn import functional as F
+
+from ..template import BLOCK_FORMS
+
+__all__ = ["ResNeXtBlock", "he_init_"]
+
+
+def he_init_(conv: nn.Conv2d, equivalent_out_channels: int | None = None) -> None:
+    """He (MSRA) initialisation as fb.resnet.torch does it: N(0, sqrt(2 / (k*k*n_out))).
+
+    ``equivalent_out_channels`` is the output width of the matching layer in form (c), so that a
+    branch convolution of form (a)/(b) draws from the same distribution as its grouped twin.
+    """
+    n_out = equivalent_out_channels or conv.out_channels
+    fan_out = conv.kernel_size[0] * conv.kernel_size[1] * n_out
+    nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(2.0 / fan_out))
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+class _Branch(nn.Module):
+    """One path of forms (a)/(b): 1x1 -> 3x3 (-> 1x1 in form (a), without a norm)."""
+
+    def __init__(self, in_channels, width, out_channels, stride, norm, cardinality, with_conv3):
+        super().__init__()
+        self.conv1 = Conv2d(in_channels, width, 1, bias=False, norm=get_norm(norm, width))
+        self.conv2 = Conv2d(
+            width, width, 3, stride=stride, padding=1, bias=False, norm=get_norm(norm, width)
+        )
+        he_init_(self.conv1, width * cardinality)
+        he_init_(self.conv2, width * cardinality)
+        self.conv3 = None
+        if with_conv3:
+            self.conv3 = Conv2d(width, out_channels, 1, bias=False)
+            he_init_(self.conv3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.conv1(x))
+        x = F.relu_(self.conv2(x))
+        return x if self.conv3 is None else self.conv3(x)
+
+
+class ResNeXtBlock(CNNBlockBase):
+    """A ResNeXt bottleneck block (Fig. 3), usable with detectron2's ``ResNet.make_stage``.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels (256 in conv2, doubling at each stage).
+        bottleneck_channels: total width of the grouped layers, ``cardinality * d``
+            (128 for 32x4d in conv2, doubling at each stage).
+        cardinality: number of paths C (1 is a plain ResNet bottleneck).
+        stride: 2 in the first block of conv3/4/5, applied in the 3x3.
+        norm: a detectron2 norm name ("BN", "FrozenBN", "SyncBN", "GN") or callable.
+        block_form: "grouped" (c), "concat" (b) or "aggregated" (a).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bottleneck_channels: int,
+        cardinality: int = 1,
+        stride: int = 1,
+        norm: str = "BN",
+        block_form: str = "grouped",
+    ):
+        super().__init__(in_channels, out_channels, stride)
+        if block_form not in BLOCK_FORMS:
+            raise ValueError(f"block_form must be one of {BLOCK_FORMS} (Fig. 3 c/b/a), got {block_form!r}")
+        if cardinality < 1 or bottleneck_channels % cardinality:
+            raise ValueError(
+                f"bottleneck_channels={bottleneck_channels} must split into cardinality={cardinality} "
+                "equal groups"
+            )
+        if block_form != "grouped" and norm == "GN":
+            raise ValueError("norm 'GN' needs block_form='grouped' (see template.validate_template)")
+        self.block_form = block_form
+        self.cardinality = cardinality
+        width = bottleneck_channels // cardinality
+
+        self.shortcut = None
+        if in_channels != out_channels or stride != 1:
+            self.shortcut = Conv2d(
+                in_channels, out_channels, 1, stride=stride, bias=False,
+                norm=get_norm(norm, out_channels),
+            )
+            he_init_(self.shortcut)
+
+        if block_form == "grouped":
+            self.conv1 = Conv2d(
+                in_channels, bottleneck_channels, 1, bias=False,
+                norm=get_norm(norm, bottleneck_channels),
+            )
+            self.conv2 = Conv2d(
+                bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
+                groups=cardinality, bias=False, norm=get_norm(norm, bottleneck_channels),
+            )
+            for conv in (self.conv1, self.conv2):
+                he_init_(conv)
+        else:
+            self.branches = nn.ModuleList(
+                _Branch(in_channels, width, out_channels, stride, norm, cardinality,
+                        with_conv3=block_form == "aggregated")
+                for _ in range(cardinality)
+            )
+        if block_form == "aggregated":
+            self.aggregate_norm = get_norm(norm, out_channels)
+        else:
+            self.conv3 = Conv2d(
+                bottleneck_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
+            )
+            he_init_(self.conv3)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        if self.block_form == "grouped":
+            x = F.relu_(self.conv1(x))
+            x = F.relu_(self.conv2(x))
+            return self.conv3(x)
+        if self.block_form == "concat":
+            return self.conv3(torch.cat([branch(x) for branch in self.branches], dim=1))
+        aggregated = self.branches[0](x)
+        for branch in self.branches[1:]:
+            aggregated = aggregated + branch(x)
+        return self.aggregate_norm(aggregated)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(self._residual(x) + shortcut)

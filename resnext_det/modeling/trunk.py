@@ -1,0 +1,113 @@
+"""The ResNeXt trunk (Table 1): a stem and four stages of ``ResNeXtBlock``.
+
+The trunk is detectron2's own ``ResNet`` container (stem + named stages ``res2``..``res5``,
+``freeze``, ``output_shape``, optional classifier) filled with this project's blocks, so the
+detection backbone, the C4 res5 head and the ImageNet classifier share module names and one
+checkpoint serves all three. See the README ("Why detectron2's ResNet container") for the choice.
+
+Template "C x d" (Sec. 3.1, Table 1): C = cardinality, d = bottleneck width per group in conv2.
+The grouped width C*d and the output width double at each downsampling stage; 1x64d is ResNet.
+"""
+
+from __future__ import annotations
+
+from detectron2.modeling.backbone import BasicStem, ResNet
+
+from ..template import STAGE_BLOCKS, STAGE_NAMES, validate_out_features, validate_template
+from .block import ResNeXtBlock
+
+__all__ = [
+    "make_resnext_stage",
+    "make_resnext_stages",
+    "build_resnext_trunk",
+]
+
+def make_resnext_stage(
+    stage_index: int,
+    num_blocks: int,
+    *,
+    in_channels: int,
+    cardinality: int,
+    bottleneck_width: int,
+    res2_out_channels: int = 256,
+    norm: str = "BN",
+    block_form: str = "grouped",
+) -> list[ResNeXtBlock]:
+    """Blocks of stage ``res{stage_index}`` (2..5); the first block of res3-res5 has stride 2."""
+    scale = 2 ** (stage_index - 2)
+    return ResNet.make_stage(
+        ResNeXtBlock,
+        num_blocks,
+        stride_per_block=[1 if stage_index == 2 else 2] + [1] * (num_blocks - 1),
+        in_channels=in_channels,
+        out_channels=res2_out_channels * scale,
+        bottleneck_channels=cardinality * bottleneck_width * scale,
+        cardinality=cardinality,
+        norm=norm,
+        block_form=block_form,
+    )
+
+
+def make_resnext_stages(
+    depth: int,
+    cardinality: int,
+    bottleneck_width: int,
+    *,
+    stem_out_channels: int = 64,
+    res2_out_channels: int = 256,
+    norm: str = "BN",
+    block_form: str = "grouped",
+    last_stage: int = 5,
+) -> list[list[ResNeXtBlock]]:
+    """Stages res2..res{last_stage} of a ResNeXt of the given depth and template."""
+    validate_template(depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels,
+                      res2_out_channels)
+    stages, in_channels = [], stem_out_channels
+    for stage_index in range(2, last_stage + 1):
+        num_blocks = STAGE_BLOCKS[depth][stage_index - 2]
+        stage = make_resnext_stage(
+            stage_index, num_blocks, in_channels=in_channels, cardinality=cardinality,
+            bottleneck_width=bottleneck_width, res2_out_channels=res2_out_channels,
+            norm=norm, block_form=block_form,
+        )
+        stages.append(stage)
+        in_channels = stage[-1].out_channels
+    return stages
+
+
+def build_resnext_trunk(
+    depth: int = 50,
+    cardinality: int = 32,
+    bottleneck_width: int = 4,
+    *,
+    in_channels: int = 3,
+    stem_out_channels: int = 64,
+    res2_out_channels: int = 256,
+    norm: str = "BN",
+    block_form: str = "grouped",
+    out_features: list[str] | None = None,
+    num_classes: int | None = None,
+    freeze_at: int = 0,
+    resnet_class: type[ResNet] = ResNet,
+) -> ResNet:
+    """A detectron2 ``ResNet`` whose blocks are ``ResNeXtBlock``.
+
+    Stages are built up to the deepest of ``out_features`` (all four for a classifier), so a C4
+    backbone with ``out_features=["res4"]`` has no res5: that stage lives in the ROI head.
+    """
+    if num_classes is None and not out_features:
+        raise ValueError("build_resnext_trunk needs out_features (e.g. ['res4']) or num_classes")
+    if out_features is not None:
+        validate_out_features(out_features)
+    last_stage = 5 if num_classes is not None else max(
+        [1] + [STAGE_NAMES.index(f) + 2 for f in out_features if f in STAGE_NAMES]
+    )
+    stem = BasicStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
+    stages = make_resnext_stages(
+        depth, cardinality, bottleneck_width, stem_out_channels=stem_out_channels,
+        res2_out_channels=res2_out_channels, norm=norm, block_form=block_form,
+        last_stage=last_stage,
+    )
+    return resnet_class(
+        stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at
+    )

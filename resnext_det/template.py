@@ -1,0 +1,92 @@
+"""The numbers that describe a ResNeXt (Table 1), and their validation.
+
+Kept free of model code so that the config, the trunk and the weight converters can all check a
+template ("depth, C x d, form, norm") the same way, with errors that name the bad argument.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BLOCK_FORMS",
+    "NORMS",
+    "STAGE_BLOCKS",
+    "STAGE_NAMES",
+    "TemplateError",
+    "validate_out_features",
+    "validate_template",
+]
+
+#: Fig. 3 (c), (b), (a): grouped convolution, early concatenation, aggregated branches.
+BLOCK_FORMS = ("grouped", "concat", "aggregated")
+#: Blocks per stage conv2..conv5 for each depth (Table 1; He et al. 2016 for 152).
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+STAGE_NAMES = ("res2", "res3", "res4", "res5")
+#: detectron2 norm names supported (``detectron2.layers.get_norm``); "" means no norm.
+NORMS = ("BN", "FrozenBN", "SyncBN", "GN", "")
+
+
+class TemplateError(ValueError):
+    """A bad template value; ``argument`` names it (``"depth"``, ``"cardinality"`` ...)."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
+def validate_template(
+    depth: int,
+    cardinality: int,
+    bottleneck_width: int,
+    block_form: str = "grouped",
+    norm: str = "BN",
+    stem_out_channels: int = 64,
+    res2_out_channels: int = 256,
+) -> None:
+    """Raise ``TemplateError`` naming the bad argument and the accepted values."""
+    if depth not in STAGE_BLOCKS or isinstance(depth, bool):
+        raise TemplateError("depth", f"depth must be one of {sorted(STAGE_BLOCKS)}, got {depth!r}")
+    widths = {
+        "cardinality": cardinality,
+        "bottleneck_width": bottleneck_width,
+        "stem_out_channels": stem_out_channels,
+        "res2_out_channels": res2_out_channels,
+    }
+    for name, value in widths.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TemplateError(name, f"{name} must be a positive integer, got {value!r}")
+    if block_form not in BLOCK_FORMS:
+        raise TemplateError(
+            "block_form",
+            f"block_form must be one of {BLOCK_FORMS} (Fig. 3 (c), (b), (a)), got {block_form!r}",
+        )
+    if isinstance(norm, str) and norm not in NORMS:
+        raise TemplateError("norm", f"norm must be one of {NORMS}, got {norm!r}")
+    if norm == "GN" and block_form != "grouped":
+        raise TemplateError(
+            "norm",
+            "GroupNorm normalises across channel groups, so the per-branch norms of forms "
+            "'concat'/'aggregated' would not compute the grouped form's function; use "
+            "block_form='grouped' with norm 'GN'",
+        )
+    if norm == "GN":
+        gn_widths = {
+            "cardinality*bottleneck_width": cardinality * bottleneck_width,
+            "stem_out_channels": stem_out_channels,
+            "res2_out_channels": res2_out_channels,
+        }
+        bad = {k: v for k, v in gn_widths.items() if v % 32}
+        if bad:
+            raise TemplateError(
+                "norm",
+                f"norm 'GN' uses 32 groups, so every width must be a multiple of 32; not: {bad}",
+            )
+
+
+def validate_out_features(out_features) -> None:
+    """Raise ``TemplateError`` unless ``out_features`` names some of 'stem', 'res2'..'res5'."""
+    allowed = ("stem", *STAGE_NAMES)
+    unknown = [f for f in out_features or () if f not in allowed]
+    if not out_features or unknown:
+        raise TemplateError(
+            "out_features", f"out_features must name some of {allowed}, got {list(out_features or [])}"
+        )

@@ -1,0 +1,37 @@
+"""resnext-det: ResNeXt (Xie et al., CVPR 2017) for detectron2, as the paper ran it.
+
+detectron2 is deliberately not in ``install_requires``: it is not on PyPI, official builds are
+installed by the user (see README), and ``scripts/install.sh`` builds the pure-Python fallback.
+``import resnext_det`` says so clearly when it is missing.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="resnext-det",
+    version="0.1.0",
+    description="ResNeXt backbones and the paper's C4 Faster R-CNN schedule as a detectron2 plugin",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=("resnext_det", "resnext_det.*", "pretrain", "pretrain.*"))
+    + ["resnext_det.configs"],
+    # The YAML configs live at the repository's top level (where users `_BASE_` from them) and
+    # are also installed inside the package, so `resnext_det.get_config_file()` works after a
+    # non-editable `pip install`.
+    package_dir={"resnext_det.configs": "configs"},
+    package_data={"resnext_det.configs": ["*.yaml", "*/*.yaml"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy",
+        "fvcore",
+        "pycocotools>=2.0.2",
+        "Pillow",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "dev": ["pytest>=7", "ruff"],
+    },
+)

@@ -1,0 +1,67 @@
+"""Every shipped config builds a model; full-size ones have the classifier's trunk exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resnext_det import add_resnext_config, get_config_file
+from resnext_det.modeling import ResNeXtRes5ROIHeads, count_params, resnext
+from resnext_det.template import STAGE_BLOCKS
+
+import pytest
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
+DETECTION_CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("*/*.yaml"))
+PAPER_MODELS = {
+    "COCO-Detection/faster_rcnn_R50_C4.yaml": (50, 1, 64),
+    "COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml": (50, 32, 4),
+    "COCO-Detection/faster_rcnn_R101_C4.yaml": (101, 1, 64),
+    "COCO-Detection/faster_rcnn_X101_32x4d_C4.yaml": (101, 32, 4),
+    "COCO-Detection/faster_rcnn_X101_64x4d_C4.yaml": (101, 64, 4),
+}
+
+
+def load(relative_path):
+    cfg = get_cfg()
+    add_resnext_config(cfg)
+    cfg.merge_from_file(get_config_file(relative_path))
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+def test_every_paper_model_has_a_config():
+    assert set(PAPER_MODELS) <= set(DETECTION_CONFIGS)
+
+
+@pytest.mark.parametrize("relative_path", DETECTION_CONFIGS)
+def test_config_builds_a_c4_model(relative_path):
+    cfg = load(relative_path)
+    model = build_model(cfg)
+    assert isinstance(model.roi_heads, ResNeXtRes5ROIHeads)
+    assert list(model.backbone.output_shape()) == ["res4"]
+    assert model.backbone.output_shape()["res4"].stride == 16
+    assert len(model.roi_heads.res5) == STAGE_BLOCKS[cfg.MODEL.RESNEXT.DEPTH][3]
+
+    if relative_path in PAPER_MODELS:
+        depth, cardinality, width = PAPER_MODELS[relative_path]
+        r = cfg.MODEL.RESNEXT
+        assert (r.DEPTH, r.CARDINALITY, r.BOTTLENECK_WIDTH, r.NORM) == (depth, cardinality, width, "FrozenBN")
+        assert list(cfg.DATASETS.TRAIN) == ["coco_2014_train", "coco_2014_valminusminival"]
+        assert list(cfg.DATASETS.TEST) == ["coco_2014_minival"]
+        # backbone (stem..res4) + res5 head hold exactly the ImageNet classifier's trunk tensors
+        classifier = resnext(depth, cardinality, width)
+        trunk_numel = sum(v.numel() for k, v in classifier.state_dict().items()
+                          if not k.startswith("linear.") and not k.endswith("num_batches_tracked"))
+        detector_numel = sum(v.numel() for v in model.backbone.state_dict().values()) + sum(
+            v.numel() for v in model.roi_heads.res5.state_dict().values())
+        assert detector_numel == trunk_numel
+        frozen = count_params(model.backbone.stem) + count_params(model.backbone.res2)
+        trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
+        assert trainable == count_params(model.backbone) - frozen  # FREEZE_AT 2
+
+
+def test_get_config_file_errors_name_the_path():
+    with pytest.raises(FileNotFoundError, match="no_such.yaml"):
+        get_config_file("COCO-Detection/no_such.yaml")
