@@ -20,7 +20,10 @@ Pillow >= 10 removed ``Image.LINEAR``     alias it to ``Image.BILINEAR`` (same f
 numpy removed ``np.int`` & co.            detectron2 modules that use them see a numpy
                                           with the old builtin aliases (module-local)
 Python 3.11 ``random.sample(set)``        ``MapDataset``'s retry path samples a sorted list
+``create_ddp_model`` forces GPU ids       CPU models are wrapped with ``device_ids=None``
 ========================================  ==============================================
+
+``engine/launch.py`` adds what detectron2 0.6's CUDA-only launcher lacks: CPU processes (gloo).
 
 Not fixed here: ``detectron2.model_zoo`` needs ``pkg_resources`` (``scripts/install.sh`` keeps
 ``setuptools<81``); ``detectron2.export`` needs caffe2 (unused; FLOPs are counted with fvcore).
@@ -223,6 +226,24 @@ def _let_map_dataset_sample_sets() -> None:
     APPLIED.append("MapDataset retry sampling on Python >= 3.11")
 
 
+def _let_ddp_wrap_cpu_models() -> None:
+    """``create_ddp_model`` passes ``device_ids=[local_rank]``, which DDP rejects for CPU modules."""
+    from detectron2 import engine
+    from detectron2.engine import defaults
+
+    original = defaults.create_ddp_model
+
+    @functools.wraps(original)
+    def create_ddp_model(model, **kwargs):
+        first = next(model.parameters(), None)
+        if first is not None and first.device.type == "cpu":
+            kwargs.setdefault("device_ids", None)
+        return original(model, **kwargs)
+
+    defaults.create_ddp_model = engine.create_ddp_model = create_ddp_model
+    APPLIED.append("create_ddp_model without device_ids for CPU models")
+
+
 def apply() -> list[str]:
     """Apply every needed fix once; must run before ``detectron2.data``/``layers`` are imported.
 
@@ -250,6 +271,7 @@ def apply() -> list[str]:
     import detectron2.modeling  # noqa: F401
 
     _let_map_dataset_sample_sets()
+    _let_ddp_wrap_cpu_models()
     _restore_numpy_aliases_in_detectron2()
     apply._done = True
     return APPLIED

@@ -1,0 +1,104 @@
+"""``launch``: detectron2's launcher, extended to CPU processes over gloo.
+
+detectron2 0.6's ``launch`` asserts CUDA and hard-codes NCCL, so on a machine without GPUs a
+multi-process run (``--num-gpus 2``) cannot start. This launcher keeps detectron2's behaviour on
+GPUs (it delegates to it) and, without CUDA, spawns ``num_gpus_per_machine`` CPU processes joined
+with gloo. One machine and many machines are the same code path, as in detectron2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.engine import launch as detectron2_launch
+from detectron2.utils import comm
+
+__all__ = ["DEFAULT_TIMEOUT", "launch"]
+
+DEFAULT_TIMEOUT = timedelta(minutes=30)
+
+
+def _free_local_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(
+    main_func,
+    num_gpus_per_machine: int,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str | None = None,
+    args: tuple = (),
+    timeout: timedelta = DEFAULT_TIMEOUT,
+):
+    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes.
+
+    With CUDA: detectron2's launcher (NCCL, one process per GPU); asking for more GPUs than the
+    machine has is an error. Without CUDA: ``num_gpus_per_machine`` CPU processes (gloo), each
+    with an equal share of the CPU threads; models must use ``MODEL.DEVICE cpu``.
+    """
+    if num_gpus_per_machine < 1 or num_machines < 1 or not 0 <= machine_rank < num_machines:
+        raise ValueError(
+            f"launch: need --num-gpus >= 1, --num-machines >= 1 and 0 <= --machine-rank < "
+            f"--num-machines; got {num_gpus_per_machine}, {num_machines}, {machine_rank}"
+        )
+    if torch.cuda.is_available():
+        available = torch.cuda.device_count()
+        if num_gpus_per_machine > available:
+            raise ValueError(
+                f"--num-gpus {num_gpus_per_machine} is more than the {available} GPU(s) this "
+                "machine has; lower --num-gpus (the schedule scales with SOLVER.REFERENCE_WORLD_SIZE)"
+            )
+        return detectron2_launch(
+            main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout
+        )
+    world_size = num_machines * num_gpus_per_machine
+    if world_size == 1:
+        return main_func(*args)
+    if dist_url in (None, "auto"):
+        if num_machines > 1:
+            raise ValueError("--dist-url must be given (tcp://HOST:PORT) for multi-machine jobs")
+        dist_url = f"tcp://127.0.0.1:{_free_local_port()}"
+    mp.start_processes(
+        _cpu_worker,
+        nprocs=num_gpus_per_machine,
+        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+        daemon=False,
+        start_method="spawn",
+    )
+
+
+def _cpu_worker(
+    local_rank, main_func, world_size, processes_per_machine, machine_rank, dist_url, args, timeout
+):
+    global_rank = machine_rank * processes_per_machine + local_rank
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes_per_machine))
+    try:
+        dist.init_process_group(
+            backend="gloo", init_method=dist_url, world_size=world_size, rank=global_rank,
+            timeout=timeout,
+        )
+    except Exception:
+        logging.getLogger(__name__).error("could not join the process group at %s", dist_url)
+        raise
+    if hasattr(comm, "create_local_process_group"):  # detectron2 after 0.6
+        comm.create_local_process_group(processes_per_machine)
+    else:
+        for machine in range(world_size // processes_per_machine):
+            ranks = list(range(machine * processes_per_machine, (machine + 1) * processes_per_machine))
+            group = dist.new_group(ranks)
+            if machine == machine_rank:
+                comm._LOCAL_PROCESS_GROUP = group
+    comm.synchronize()
+    try:
+        return main_func(*args)
+    finally:
+        dist.destroy_process_group()
