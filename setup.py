@@ -31,7 +31,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "test": ["pytest>=7"],
-        "dev": ["pytest>=7", "ruff"],
+        "test": ["pytest>=7", "timm"],
+        "dev": ["pytest>=7", "timm", "ruff"],
     },
 )

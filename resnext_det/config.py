@@ -52,8 +52,15 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
         )
     r = cfg.MODEL.RESNEXT
     try:
-        validate_template(r.DEPTH, r.CARDINALITY, r.BOTTLENECK_WIDTH, r.BLOCK_FORM, r.NORM,
-                          r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS)
+        validate_template(
+            r.DEPTH,
+            r.CARDINALITY,
+            r.BOTTLENECK_WIDTH,
+            r.BLOCK_FORM,
+            r.NORM,
+            r.STEM_OUT_CHANNELS,
+            r.RES2_OUT_CHANNELS,
+        )
         validate_out_features(r.OUT_FEATURES)
     except TemplateError as e:
         raise TemplateError(e.argument, f"cfg.MODEL.RESNEXT.{e.argument.upper()}: {e}") from None

@@ -85,8 +85,20 @@ def fetch_sdist(cache: Path) -> Path:
     if not sdist.exists():
         # --no-build-isolation: the sdist's setup.py imports torch to read its metadata.
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--no-build-isolation", "--no-binary", ":all:", "pb1-detectron2==0.6", "-d", str(cache)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-binary",
+                ":all:",
+                "pb1-detectron2==0.6",
+                "-d",
+                str(cache),
+            ],
             check=True,
         )
     actual = sha256_of(sdist)
@@ -120,8 +132,18 @@ def build_wheel(cache: Path) -> Path:
             if target.is_file():
                 target.unlink()
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-             "-w", str(wheels), str(source)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(wheels),
+                str(source),
+            ],
             check=True,
         )
     return sorted(wheels.glob(f"detectron2-{WHEEL_VERSION}-*.whl"))[-1]

@@ -16,8 +16,12 @@ from PIL import Image
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", textwrap.dedent(code)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

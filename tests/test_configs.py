@@ -13,7 +13,12 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
-DETECTION_CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("*/*.yaml"))
+DETECTION_CONFIGS = sorted(
+    str(p.relative_to(CONFIG_ROOT))
+    for p in [*CONFIG_ROOT.glob("COCO-Detection/*.yaml"), *CONFIG_ROOT.glob("demo/faster_rcnn_*.yaml")]
+)
+IMAGENET_CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("ImageNet/[!B]*.yaml"))
+PAPER_PARAMS_M = {"R50": 25.5, "X50_32x4d": 25.0, "R101": 44.5, "X101_32x4d": 44.2, "X101_64x4d": 83.6}
 PAPER_MODELS = {
     "COCO-Detection/faster_rcnn_R50_C4.yaml": (50, 1, 64),
     "COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml": (50, 32, 4),
@@ -52,10 +57,14 @@ def test_config_builds_a_c4_model(relative_path):
         assert list(cfg.DATASETS.TEST) == ["coco_2014_minival"]
         # backbone (stem..res4) + res5 head hold exactly the ImageNet classifier's trunk tensors
         classifier = resnext(depth, cardinality, width)
-        trunk_numel = sum(v.numel() for k, v in classifier.state_dict().items()
-                          if not k.startswith("linear.") and not k.endswith("num_batches_tracked"))
+        trunk_numel = sum(
+            v.numel()
+            for k, v in classifier.state_dict().items()
+            if not k.startswith("linear.") and not k.endswith("num_batches_tracked")
+        )
         detector_numel = sum(v.numel() for v in model.backbone.state_dict().values()) + sum(
-            v.numel() for v in model.roi_heads.res5.state_dict().values())
+            v.numel() for v in model.roi_heads.res5.state_dict().values()
+        )
         assert detector_numel == trunk_numel
         frozen = count_params(model.backbone.stem) + count_params(model.backbone.res2)
         trainable = sum(p.numel() for p in model.backbone.parameters() if p.requires_grad)
@@ -65,3 +74,23 @@ def test_config_builds_a_c4_model(relative_path):
 def test_get_config_file_errors_name_the_path():
     with pytest.raises(FileNotFoundError, match="no_such.yaml"):
         get_config_file("COCO-Detection/no_such.yaml")
+
+
+def test_every_config_is_tested():
+    every = {str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("*/*.yaml")}
+    assert every == {*DETECTION_CONFIGS, *IMAGENET_CONFIGS, "ImageNet/Base-ImageNet.yaml",
+                     "demo/imagenet_tiny.yaml"}
+
+
+@pytest.mark.parametrize("relative_path", IMAGENET_CONFIGS)
+def test_imagenet_config_builds_the_paper_classifier(relative_path):
+    from pretrain.config import get_pretrain_cfg
+    from pretrain.engine import build_classifier
+
+    cfg = get_pretrain_cfg()
+    cfg.merge_from_file(get_config_file(relative_path))
+    cfg.MODEL.DEVICE = "cpu"
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.EPOCHS) == (256, 0.1, 90)
+    assert tuple(cfg.SOLVER.STEPS) == (30, 60, 80) and cfg.SOLVER.NESTEROV
+    name = relative_path.split("/")[1].removesuffix(".yaml")
+    assert count_params(build_classifier(cfg)) / 1e6 == pytest.approx(PAPER_PARAMS_M[name], rel=0.01)

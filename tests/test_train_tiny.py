@@ -22,11 +22,23 @@ ITERATIONS = 30
 def trained(demo_root, tmp_path_factory):
     seed_all_rng(0)
     torch.manual_seed(0)
-    cfg = setup_cfg(get_config_file("demo/faster_rcnn_tiny_C4.yaml"), [
-        "SOLVER.MAX_ITER", str(ITERATIONS), "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "5",
-        "SOLVER.STEPS", "()", "SEED", "0",
-        "OUTPUT_DIR", str(tmp_path_factory.mktemp("tiny_c4")),
-    ])
+    cfg = setup_cfg(
+        get_config_file("demo/faster_rcnn_tiny_C4.yaml"),
+        [
+            "SOLVER.MAX_ITER",
+            str(ITERATIONS),
+            "SOLVER.IMS_PER_BATCH",
+            "2",
+            "SOLVER.WARMUP_ITERS",
+            "5",
+            "SOLVER.STEPS",
+            "()",
+            "SEED",
+            "0",
+            "OUTPUT_DIR",
+            str(tmp_path_factory.mktemp("tiny_c4")),
+        ],
+    )
     trainer = ResNeXtTrainer(cfg)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()

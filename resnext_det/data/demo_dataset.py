@@ -78,8 +78,9 @@ def _draw_image(rng: np.random.Generator, height: int, width: int):
         elif category == 2:
             draw.ellipse(corners, fill=colour, outline=outline, width=2)
         else:
-            draw.polygon([(x + size / 2, y), (x, y + size), (x + size, y + size)], fill=colour,
-                         outline=outline)
+            draw.polygon(
+                [(x + size / 2, y), (x, y + size), (x + size, y + size)], fill=colour, outline=outline
+            )
         objects.append({"category_id": category, "bbox": [round(v, 2) for v in box]})
     return image, objects
 
@@ -97,11 +98,20 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, size: tuple
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
         for obj in objects:
             w, h = obj["bbox"][2:]
-            annotations.append({**obj, "id": len(annotations) + 1, "image_id": image_id,
-                                "area": round(w * h, 2), "iscrowd": 0})
+            annotations.append(
+                {
+                    **obj,
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "area": round(w * h, 2),
+                    "iscrowd": 0,
+                }
+            )
     coco = {
-        "info": {"description": f"resnext_det generated demo, split {split}, seed {seed}",
-                 "version": _FORMAT_VERSION},
+        "info": {
+            "description": f"resnext_det generated demo, split {split}, seed {seed}",
+            "version": _FORMAT_VERSION,
+        },
         "images": images,
         "annotations": annotations,
         "categories": DEMO_CATEGORIES,
@@ -122,8 +132,10 @@ def generate_demo_dataset(root: str | os.PathLike | None = None, image_size=(128
         json_path = root / "annotations" / f"{split}.json"
         expected = f"resnext_det generated demo, split {split}, seed {seed}"
         current = json.loads(json_path.read_text())["info"] if json_path.is_file() else {}
-        if current.get("description") != expected or current.get("version") != _FORMAT_VERSION or (
-            len(list((root / split).glob("*.png"))) != num_images
+        if (
+            current.get("description") != expected
+            or current.get("version") != _FORMAT_VERSION
+            or (len(list((root / split).glob("*.png"))) != num_images)
         ):
             _write_split(root, split, num_images, seed, image_size)
         paths[name] = (str(json_path), str(root / split))

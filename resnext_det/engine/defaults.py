@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator
@@ -11,6 +12,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
+from ..checkpoint import check_weights_fit
 from ..config import add_resnext_config
 
 __all__ = ["ResNeXtTrainer", "setup_cfg"]
@@ -38,7 +40,16 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None) -> Cfg
 
 
 class ResNeXtTrainer(DefaultTrainer):
-    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools)."""
+    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools) and refuses
+    resnext_det weights that do not fit the model (instead of loading part of them)."""
+
+    def resume_or_load(self, resume: bool = True):
+        weights = self.cfg.MODEL.WEIGHTS
+        if weights and os.path.isfile(weights) and not (resume and self.checkpointer.has_checkpoint()):
+            checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+            if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
+                check_weights_fit(self.checkpointer.model, checkpoint["model"], source=weights)
+        return super().resume_or_load(resume=resume)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

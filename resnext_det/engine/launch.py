@@ -83,7 +83,10 @@ def _cpu_worker(
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes_per_machine))
     try:
         dist.init_process_group(
-            backend="gloo", init_method=dist_url, world_size=world_size, rank=global_rank,
+            backend="gloo",
+            init_method=dist_url,
+            world_size=world_size,
+            rank=global_rank,
             timeout=timeout,
         )
     except Exception:

@@ -51,9 +51,7 @@ class _Branch(nn.Module):
     def __init__(self, in_channels, width, out_channels, stride, norm, cardinality, with_conv3):
         super().__init__()
         self.conv1 = Conv2d(in_channels, width, 1, bias=False, norm=get_norm(norm, width))
-        self.conv2 = Conv2d(
-            width, width, 3, stride=stride, padding=1, bias=False, norm=get_norm(norm, width)
-        )
+        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, bias=False, norm=get_norm(norm, width))
         he_init_(self.conv1, width * cardinality)
         he_init_(self.conv2, width * cardinality)
         self.conv3 = None
@@ -109,26 +107,46 @@ class ResNeXtBlock(CNNBlockBase):
         self.shortcut = None
         if in_channels != out_channels or stride != 1:
             self.shortcut = Conv2d(
-                in_channels, out_channels, 1, stride=stride, bias=False,
+                in_channels,
+                out_channels,
+                1,
+                stride=stride,
+                bias=False,
                 norm=get_norm(norm, out_channels),
             )
             he_init_(self.shortcut)
 
         if block_form == "grouped":
             self.conv1 = Conv2d(
-                in_channels, bottleneck_channels, 1, bias=False,
+                in_channels,
+                bottleneck_channels,
+                1,
+                bias=False,
                 norm=get_norm(norm, bottleneck_channels),
             )
             self.conv2 = Conv2d(
-                bottleneck_channels, bottleneck_channels, 3, stride=stride, padding=1,
-                groups=cardinality, bias=False, norm=get_norm(norm, bottleneck_channels),
+                bottleneck_channels,
+                bottleneck_channels,
+                3,
+                stride=stride,
+                padding=1,
+                groups=cardinality,
+                bias=False,
+                norm=get_norm(norm, bottleneck_channels),
             )
             for conv in (self.conv1, self.conv2):
                 he_init_(conv)
         else:
             self.branches = nn.ModuleList(
-                _Branch(in_channels, width, out_channels, stride, norm, cardinality,
-                        with_conv3=block_form == "aggregated")
+                _Branch(
+                    in_channels,
+                    width,
+                    out_channels,
+                    stride,
+                    norm,
+                    cardinality,
+                    with_conv3=block_form == "aggregated",
+                )
                 for _ in range(cardinality)
             )
         if block_form == "aggregated":

@@ -76,9 +76,7 @@ def _to_grouped(block: dict[str, torch.Tensor], form: str) -> dict[str, torch.Te
     return grouped
 
 
-def _from_grouped(
-    block: dict[str, torch.Tensor], form: str, cardinality: int
-) -> dict[str, torch.Tensor]:
+def _from_grouped(block: dict[str, torch.Tensor], form: str, cardinality: int) -> dict[str, torch.Tensor]:
     out = {k: v for k, v in block.items() if k.startswith("shortcut.")}
     for layer in ("conv1", "conv2"):
         for name, value in block.items():

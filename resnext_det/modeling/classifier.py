@@ -57,8 +57,14 @@ def resnext(
     Extra keyword arguments go to ``build_resnext_trunk`` (e.g. ``stem_out_channels``).
     """
     return build_resnext_trunk(
-        depth, cardinality, bottleneck_width, num_classes=num_classes, norm=norm,
-        block_form=block_form, resnet_class=ResNeXtClassifier, **trunk_kwargs,
+        depth,
+        cardinality,
+        bottleneck_width,
+        num_classes=num_classes,
+        norm=norm,
+        block_form=block_form,
+        resnet_class=ResNeXtClassifier,
+        **trunk_kwargs,
     )
 
 

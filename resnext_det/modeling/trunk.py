@@ -22,6 +22,7 @@ __all__ = [
     "build_resnext_trunk",
 ]
 
+
 def make_resnext_stage(
     stage_index: int,
     num_blocks: int,
@@ -60,15 +61,21 @@ def make_resnext_stages(
     last_stage: int = 5,
 ) -> list[list[ResNeXtBlock]]:
     """Stages res2..res{last_stage} of a ResNeXt of the given depth and template."""
-    validate_template(depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels,
-                      res2_out_channels)
+    validate_template(
+        depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels, res2_out_channels
+    )
     stages, in_channels = [], stem_out_channels
     for stage_index in range(2, last_stage + 1):
         num_blocks = STAGE_BLOCKS[depth][stage_index - 2]
         stage = make_resnext_stage(
-            stage_index, num_blocks, in_channels=in_channels, cardinality=cardinality,
-            bottleneck_width=bottleneck_width, res2_out_channels=res2_out_channels,
-            norm=norm, block_form=block_form,
+            stage_index,
+            num_blocks,
+            in_channels=in_channels,
+            cardinality=cardinality,
+            bottleneck_width=bottleneck_width,
+            res2_out_channels=res2_out_channels,
+            norm=norm,
+            block_form=block_form,
         )
         stages.append(stage)
         in_channels = stage[-1].out_channels
@@ -99,15 +106,20 @@ def build_resnext_trunk(
         raise ValueError("build_resnext_trunk needs out_features (e.g. ['res4']) or num_classes")
     if out_features is not None:
         validate_out_features(out_features)
-    last_stage = 5 if num_classes is not None else max(
-        [1] + [STAGE_NAMES.index(f) + 2 for f in out_features if f in STAGE_NAMES]
+    last_stage = (
+        5
+        if num_classes is not None
+        else max([1] + [STAGE_NAMES.index(f) + 2 for f in out_features if f in STAGE_NAMES])
     )
     stem = BasicStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
     stages = make_resnext_stages(
-        depth, cardinality, bottleneck_width, stem_out_channels=stem_out_channels,
-        res2_out_channels=res2_out_channels, norm=norm, block_form=block_form,
+        depth,
+        cardinality,
+        bottleneck_width,
+        stem_out_channels=stem_out_channels,
+        res2_out_channels=res2_out_channels,
+        norm=norm,
+        block_form=block_form,
         last_stage=last_stage,
     )
-    return resnet_class(
-        stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at
-    )
+    return resnet_class(stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at)

@@ -73,8 +73,12 @@ def test_freeze_at(freeze_at):
 
 @pytest.mark.parametrize(
     "norm, norm_type",
-    [("FrozenBN", FrozenBatchNorm2d), ("BN", torch.nn.BatchNorm2d),
-     ("SyncBN", torch.nn.SyncBatchNorm), ("GN", torch.nn.GroupNorm)],
+    [
+        ("FrozenBN", FrozenBatchNorm2d),
+        ("BN", torch.nn.BatchNorm2d),
+        ("SyncBN", torch.nn.SyncBatchNorm),
+        ("GN", torch.nn.GroupNorm),
+    ],
 )
 def test_norms(norm, norm_type):
     cfg = tiny_cfg(NORM=norm, FREEZE_AT=0, STEM_OUT_CHANNELS=32, RES2_OUT_CHANNELS=64)
@@ -125,8 +129,9 @@ def test_backbone_keys_equal_classifier_trunk_keys(form):
     """A classifier checkpoint's stem..res4 tensors fit the backbone exactly, in every form."""
     cfg = tiny_cfg(NORM="BN", BLOCK_FORM=form, FREEZE_AT=0)
     backbone = build_backbone(cfg, ShapeSpec(channels=3))
-    classifier = resnext(50, 4, 8, num_classes=10, block_form=form, stem_out_channels=16,
-                         res2_out_channels=32)
+    classifier = resnext(
+        50, 4, 8, num_classes=10, block_form=form, stem_out_channels=16, res2_out_channels=32
+    )
     trunk = {k: v for k, v in classifier.state_dict().items() if not k.startswith(("res5.", "linear."))}
     result = backbone.load_state_dict(trunk, strict=True)
     assert not result.missing_keys and not result.unexpected_keys

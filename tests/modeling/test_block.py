@@ -13,8 +13,15 @@ from detectron2.layers import FrozenBatchNorm2d
 
 
 def make_block(form, norm="BN", stride=1, in_channels=64, out_channels=256):
-    return ResNeXtBlock(in_channels, out_channels, bottleneck_channels=32, cardinality=8,
-                        stride=stride, norm=norm, block_form=form)
+    return ResNeXtBlock(
+        in_channels,
+        out_channels,
+        bottleneck_channels=32,
+        cardinality=8,
+        stride=stride,
+        norm=norm,
+        block_form=form,
+    )
 
 
 def randomise_norm_statistics(module):
@@ -89,8 +96,14 @@ def test_form_conversion_round_trip_is_exact_and_detected():
 
 def test_whole_classifier_in_each_form_gives_the_same_logits():
     torch.manual_seed(2)
-    kwargs = dict(depth=50, cardinality=4, bottleneck_width=4, num_classes=10,
-                  stem_out_channels=16, res2_out_channels=32)
+    kwargs = dict(
+        depth=50,
+        cardinality=4,
+        bottleneck_width=4,
+        num_classes=10,
+        stem_out_channels=16,
+        res2_out_channels=32,
+    )
     grouped = resnext(**kwargs).eval()
     randomise_norm_statistics(grouped)
     x = torch.randn(2, 3, 64, 64)

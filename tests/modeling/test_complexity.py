@@ -29,8 +29,9 @@ PAPER_COMPLEXITY = [
 ]
 
 
-@pytest.mark.parametrize("constructor, params_m, gflops", PAPER_COMPLEXITY,
-                         ids=[c[0].__name__ for c in PAPER_COMPLEXITY])
+@pytest.mark.parametrize(
+    "constructor, params_m, gflops", PAPER_COMPLEXITY, ids=[c[0].__name__ for c in PAPER_COMPLEXITY]
+)
 def test_classifier_matches_paper_complexity(constructor, params_m, gflops):
     model = constructor()
     assert count_params(model) / 1e6 == pytest.approx(params_m, rel=0.01)
@@ -65,9 +66,11 @@ def torchvision_name(name: str) -> str:
 
 @pytest.mark.parametrize(
     "ours, theirs",
-    [(resnet50, torchvision.models.resnet50),
-     (resnext50_32x4d, torchvision.models.resnext50_32x4d),
-     (resnet101, torchvision.models.resnet101)],
+    [
+        (resnet50, torchvision.models.resnet50),
+        (resnext50_32x4d, torchvision.models.resnext50_32x4d),
+        (resnet101, torchvision.models.resnet101),
+    ],
 )
 def test_layer_shapes_equal_torchvision(ours, theirs):
     """1x64d is plain ResNet: every tensor has torchvision's shape under the corresponding name."""

@@ -24,12 +24,17 @@ def tiny_detector_cfg(**resnext_keys):
 def test_classifier_weights_fill_backbone_and_res5_head(form):
     cfg = tiny_detector_cfg(BLOCK_FORM=form)
     model = build_model(cfg).eval()
-    classifier = resnext(50, 4, 4, num_classes=10, block_form=form, stem_out_channels=16,
-                         res2_out_channels=32).eval()
-    detector_keys = {k: v for k, v in model.state_dict().items()
-                     if k.startswith(("backbone.", "roi_heads.res5."))}
-    mapped = {("roi_heads." if k.startswith("res5.") else "backbone.") + k: v
-              for k, v in classifier.state_dict().items() if not k.startswith("linear.")}
+    classifier = resnext(
+        50, 4, 4, num_classes=10, block_form=form, stem_out_channels=16, res2_out_channels=32
+    ).eval()
+    detector_keys = {
+        k: v for k, v in model.state_dict().items() if k.startswith(("backbone.", "roi_heads.res5."))
+    }
+    mapped = {
+        ("roi_heads." if k.startswith("res5.") else "backbone.") + k: v
+        for k, v in classifier.state_dict().items()
+        if not k.startswith("linear.")
+    }
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {
         k: tuple(v.shape) for k, v in detector_keys.items()
     }

@@ -1,0 +1,130 @@
+"""ImageNet in its standard folder layout: checked at start, decoded in loader workers.
+
+``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (val already sorted into class folders, as
+most ImageNet preparation scripts do). Class index = position of the wnid in sorted order, the
+convention of torchvision's ImageFolder and of published checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from detectron2.utils import comm
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .transforms import build_eval_transform, build_train_transform
+
+__all__ = ["DatasetLayoutError", "ImageFolderDataset", "scan_split", "build_loader"]
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
+
+
+class DatasetLayoutError(RuntimeError):
+    """The dataset folder is not the layout the recipe expects; the message says what is."""
+
+
+def scan_split(root: str | Path, split: str, num_classes: int | None = None) -> tuple[list, list]:
+    """Return (classes, [(path, class_index)]) for ``root/split``, or explain what is wrong."""
+    split_dir = Path(root) / split
+    expected = f"{split_dir}/<class>/<image>.JPEG with {num_classes or 'one or more'} class folders"
+    if not split_dir.is_dir():
+        raise DatasetLayoutError(f"{split_dir} does not exist; expected {expected}.")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise DatasetLayoutError(f"{split_dir} has no class folders; expected {expected}.")
+    if num_classes is not None and len(classes) != num_classes:
+        raise DatasetLayoutError(
+            f"{split_dir} has {len(classes)} class folders, expected {num_classes} "
+            f"(MODEL.NUM_CLASSES). First found: {classes[:5]}."
+        )
+    samples, empty = [], []
+    for index, name in enumerate(classes):
+        files = sorted(
+            p for p in (split_dir / name).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not files:
+            empty.append(name)
+        samples.extend((str(p), index) for p in files)
+    if empty:
+        raise DatasetLayoutError(
+            f"{len(empty)} class folder(s) in {split_dir} hold no images ({', '.join(IMAGE_EXTENSIONS)}): "
+            f"{empty[:5]}"
+        )
+    return classes, samples
+
+
+class ImageFolderDataset(Dataset):
+    """(image tensor, class index) pairs; a file that cannot be decoded is named in the error."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform):
+        self.samples = samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except (OSError, UnidentifiedImageError) as e:
+            raise RuntimeError(f"cannot read image {path}: {e}") from None
+        return self.transform(image), label
+
+
+def _check_same_classes(train_classes, val_classes, root, cfg) -> None:
+    if train_classes != val_classes:
+        only_train = sorted(set(train_classes) - set(val_classes))[:5]
+        only_val = sorted(set(val_classes) - set(train_classes))[:5]
+        raise DatasetLayoutError(
+            f"{root}: {cfg.DATA.TRAIN_SPLIT}/ and {cfg.DATA.VAL_SPLIT}/ must have the same class "
+            f"folders; only in train: {only_train}, only in val: {only_val}"
+        )
+
+
+def build_datasets(cfg, with_train: bool = True) -> dict[str, ImageFolderDataset]:
+    """Check the layout of ``DATA.ROOT`` and return {"train"?, "val"} datasets."""
+    root, num_classes = cfg.DATA.ROOT, cfg.MODEL.NUM_CLASSES
+    val_classes, val_samples = scan_split(root, cfg.DATA.VAL_SPLIT, num_classes)
+    datasets = {"val": ImageFolderDataset(val_samples, build_eval_transform(cfg))}
+    if with_train:
+        train_classes, train_samples = scan_split(root, cfg.DATA.TRAIN_SPLIT, num_classes)
+        _check_same_classes(train_classes, val_classes, root, cfg)
+        datasets["train"] = ImageFolderDataset(train_samples, build_train_transform(cfg))
+    return datasets
+
+
+def per_process_batch(total: int, key: str) -> int:
+    world = comm.get_world_size()
+    if total % world:
+        raise ValueError(f"{key}={total} must be divisible by the number of processes ({world})")
+    return total // world
+
+
+def build_loader(cfg, dataset, *, train: bool, epoch: int = 0) -> DataLoader:
+    """One epoch's loader. Training: shuffled by (SEED, epoch) and sharded over processes, so
+    an epoch's order is the same after a resume and for any number of processes; each step's
+    global batch is the same images whatever the world size. Eval: every image exactly once."""
+    world, rank = comm.get_world_size(), comm.get_rank()
+    if train:
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.SEED, drop_last=True)
+        sampler.set_epoch(epoch)
+        batch = per_process_batch(cfg.SOLVER.IMS_PER_BATCH, "SOLVER.IMS_PER_BATCH")
+    else:
+        indices = list(range(rank, len(dataset), world))
+        sampler = indices
+        batch = max(1, cfg.TEST.IMS_PER_BATCH // world)
+    generator = torch.Generator().manual_seed(cfg.SEED * 100_003 + epoch * 1_009 + rank)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=cfg.DATA.NUM_WORKERS,
+        drop_last=train,
+        pin_memory=cfg.MODEL.DEVICE.startswith("cuda"),
+        generator=generator,
+        persistent_workers=False,
+    )

@@ -1,0 +1,23 @@
+"""Weights: classifier checkpoints (ours, torchvision, timm) -> detectron2 detection weights."""
+
+from .convert import (
+    SOURCES,
+    WeightsMismatchError,
+    check_weights_fit,
+    convert_checkpoint,
+    infer_template,
+    load_classifier_state_dict,
+    to_detectron2_state_dict,
+    torchvision_to_resnext_names,
+)
+
+__all__ = [
+    "SOURCES",
+    "WeightsMismatchError",
+    "check_weights_fit",
+    "convert_checkpoint",
+    "infer_template",
+    "load_classifier_state_dict",
+    "to_detectron2_state_dict",
+    "torchvision_to_resnext_names",
+]

@@ -1,0 +1,202 @@
+"""Convert classifier checkpoints (ours, torchvision, timm) into detectron2 ``MODEL.WEIGHTS`` files.
+
+The classifier's names are the detector's (``stem``, ``res2``..``res5``): stem..res4 go under
+``backbone.``, res5 under ``roi_heads.`` (the C4 head), the fc layer is dropped. torchvision's and
+timm's ResNet/ResNeXt share one naming (``conv1``/``bn1``/``layer1``../``fc``), mapped here once.
+The template (depth, cardinality, width, widths of stem and res2, block form) is read from the
+tensors, and a checkpoint that does not fit the target model is refused with the first
+mismatching keys and shapes: never the silent partial load of detectron2's
+"Skip loading parameter ... incompatible shapes" warning.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from ..modeling.block_forms import detect_block_form
+from ..template import STAGE_BLOCKS
+
+__all__ = [
+    "SOURCES",
+    "WeightsMismatchError",
+    "load_classifier_state_dict",
+    "torchvision_to_resnext_names",
+    "infer_template",
+    "to_detectron2_state_dict",
+    "check_weights_fit",
+    "convert_checkpoint",
+]
+
+SOURCES = ("pretrain", "torchvision", "timm")
+
+# What each source's weights expect as input, and the detectron2 settings that produce it.
+# Pixel values in detectron2 are 0-255, so mean/std are the 0-1 values times 255.
+IMAGENET_INPUT = {
+    "format": "RGB",
+    "range": "0-1",
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
+
+
+class WeightsMismatchError(ValueError):
+    """A weights file does not fit the model it is meant for."""
+
+
+def _load_file(path: str | Path) -> object:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code in it, not a torch file
+        raise WeightsMismatchError(
+            f"{path} cannot be read as a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+            "is the file complete, and is it a state dict (not a pickled model object)?"
+        ) from None
+
+
+def _tensor_dict(obj, path) -> dict[str, torch.Tensor]:
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
+        raise WeightsMismatchError(f"{path}: expected a state dict of tensors (optionally under 'model')")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def torchvision_to_resnext_names(state_dict: dict) -> dict[str, torch.Tensor]:
+    """torchvision/timm ResNet names -> ours (conv1 -> stem.conv1, layer1 -> res2, bn2 -> conv2.norm)."""
+    renamed = {}
+    for name, value in state_dict.items():
+        new = re.sub(r"^conv1\.", "stem.conv1.", name)
+        new = re.sub(r"^bn1\.", "stem.conv1.norm.", new)
+        new = re.sub(r"^layer(\d)\.", lambda m: f"res{int(m[1]) + 1}.", new)
+        new = re.sub(r"\.bn(\d)\.", r".conv\1.norm.", new)
+        new = new.replace(".downsample.0.", ".shortcut.").replace(".downsample.1.", ".shortcut.norm.")
+        new = re.sub(r"^fc\.", "linear.", new)
+        renamed[new] = value
+    return renamed
+
+
+def load_classifier_state_dict(path: str | Path, source: str) -> tuple[dict, dict]:
+    """(state dict in resnext_det names, metadata) from a checkpoint of the given source."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    obj = _load_file(path)
+    metadata = dict(obj.get("resnext_det", {})) if isinstance(obj, dict) else {}
+    state_dict = _tensor_dict(obj, path)
+    if source != "pretrain":
+        state_dict = torchvision_to_resnext_names(state_dict)
+        metadata.setdefault("input", IMAGENET_INPUT)
+    if not any(k.startswith("stem.conv1.") for k in state_dict):
+        raise WeightsMismatchError(
+            f"{path}: no stem convolution found; with --source {source} expected "
+            + ("'stem.conv1.weight'" if source == "pretrain" else "'conv1.weight' (torchvision/timm ResNet)")
+            + f". First keys: {list(state_dict)[:5]}"
+        )
+    return state_dict, metadata
+
+
+def infer_template(state_dict: dict) -> dict:
+    """Depth, cardinality, width per group, stem/res2 widths and block form, from the tensors."""
+    blocks = {}
+    for key in state_dict:
+        if m := re.match(r"^(?:backbone\.|roi_heads\.)?res(\d)\.(\d+)\.", key):
+            blocks.setdefault(int(m[1]), set()).add(int(m[2]))
+    counts = tuple(len(blocks.get(stage, ())) for stage in (2, 3, 4, 5))
+    depth = next((d for d, c in STAGE_BLOCKS.items() if c == counts), None)
+    if depth is None:
+        raise WeightsMismatchError(
+            f"blocks per stage res2..res5 are {counts}; a ResNeXt has one of "
+            f"{ {d: c for d, c in STAGE_BLOCKS.items()} }"
+        )
+    prefix = next(k for k in state_dict if re.match(r"^(backbone\.)?res2\.0\.", k)).split("res2.")[0]
+    form = detect_block_form(state_dict)
+    if form == "grouped":
+        conv2 = state_dict[f"{prefix}res2.0.conv2.weight"]
+        cardinality, width = conv2.shape[0] // conv2.shape[1], conv2.shape[1]
+    else:
+        branches = {k.split(".")[3] for k in state_dict if k.startswith(f"{prefix}res2.0.branches.")}
+        cardinality = len(branches)
+        width = state_dict[f"{prefix}res2.0.branches.0.conv2.weight"].shape[0]
+    return {
+        "depth": depth,
+        "cardinality": int(cardinality),
+        "bottleneck_width": int(width),
+        "block_form": form,
+        "stem_out_channels": int(state_dict[f"{prefix}stem.conv1.weight"].shape[0]),
+        "res2_out_channels": int(state_dict[f"{prefix}res2.0.conv3.weight"].shape[0])
+        if form != "aggregated"
+        else int(state_dict[f"{prefix}res2.0.aggregate_norm.weight"].shape[0]),
+    }
+
+
+def to_detectron2_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
+    """stem..res4 -> ``backbone.*``, res5 -> ``roi_heads.res5.*``; the classifier's fc is dropped.
+
+    BN's ``num_batches_tracked`` is dropped too: the detector's FrozenBN has no such buffer.
+    """
+    converted = {}
+    for name, value in state_dict.items():
+        if name.startswith("linear.") or name.endswith("num_batches_tracked"):
+            continue
+        converted[("roi_heads." if name.startswith("res5.") else "backbone.") + name] = value
+    return converted
+
+
+def check_weights_fit(model: torch.nn.Module, weights: dict, source: str = "weights") -> None:
+    """Every backbone and res5 tensor of ``model`` must be in ``weights`` with the same shape."""
+    expected = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if k.startswith(("backbone.", "roi_heads.res5.")) and not k.endswith("num_batches_tracked")
+    }
+    given = {k: tuple(v.shape) for k, v in weights.items()}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong_shape = [
+        f"{k}: file {given[k]} vs model {expected[k]}"
+        for k in expected
+        if k in given and given[k] != expected[k]
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, items in (
+            ("shape mismatches", wrong_shape),
+            ("missing from the file", missing),
+            ("not in the model", unexpected),
+        ):
+            if items:
+                parts.append(f"{len(items)} {label}, first: " + "; ".join(items[:5]))
+        raise WeightsMismatchError(
+            f"{source} does not fit the model built from the config (different depth, cardinality, "
+            "width or block form?): " + " | ".join(parts)
+        )
+
+
+def convert_checkpoint(path: str | Path, source: str) -> dict:
+    """A detectron2 checkpoint dict: {"model": ..., "resnext_det": {template, input, cfg}}."""
+    state_dict, metadata = load_classifier_state_dict(path, source)
+    template = infer_template(state_dict)
+    pixel = metadata.get("input", IMAGENET_INPUT)
+    detectron2_cfg = {
+        "INPUT.FORMAT": pixel["format"],
+        "MODEL.PIXEL_MEAN": [round(m * 255, 3) for m in pixel["mean"]],
+        "MODEL.PIXEL_STD": [round(s * 255, 3) for s in pixel["std"]],
+    }
+    return {
+        "model": to_detectron2_state_dict(state_dict),
+        "matching_heuristics": False,
+        "__author__": "resnext_det",
+        "resnext_det": {
+            "source": source,
+            "template": template,
+            "input": pixel,
+            "detectron2_cfg": detectron2_cfg,
+        },
+    }

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""ImageNet-1K pretraining of a ResNeXt classifier (paper Sec. 4), or its evaluation.
+
+  python tools/pretrain_imagenet.py --config-file configs/ImageNet/X50_32x4d.yaml \
+      --num-gpus 8 DATA.ROOT /datasets/imagenet OUTPUT_DIR out/x50_in1k
+  python tools/pretrain_imagenet.py ... --resume                  # continue from the last epoch
+  python tools/pretrain_imagenet.py ... --eval-only MODEL.WEIGHTS out/x50_in1k/model_final.pth
+
+The output's ``model_final.pth`` converts to detection weights with tools/convert_weights.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from pretrain.config import get_pretrain_cfg
+from pretrain.data import build_datasets
+from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
+from resnext_det.engine import launch
+
+from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+
+def setup(args):
+    cfg = get_pretrain_cfg()
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pretrain")
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    logger = logging.getLogger("pretrain")
+    if args.eval_only:
+        model = build_classifier(cfg)
+        load_classifier_weights(model, cfg.MODEL.WEIGHTS)
+        results = evaluate(cfg, model, build_datasets(cfg, with_train=False)["val"])
+    else:
+        results = train(cfg, resume=args.resume)
+    if comm.is_main_process():
+        crop = f"{cfg.TEST.CROP_SIZE}x{cfg.TEST.CROP_SIZE} (shorter side {cfg.TEST.RESIZE})"
+        logger.info(
+            "single-crop %s: top-1 error %.2f%%, top-5 error %.2f%%",
+            crop,
+            results["top1_err"],
+            results["top5_err"],
+        )
+        with open(os.path.join(cfg.OUTPUT_DIR, "final_metrics.json"), "w") as f:
+            json.dump({**results, "crop": cfg.TEST.CROP_SIZE, "resize": cfg.TEST.RESIZE}, f)
+    return results
+
+
+if __name__ == "__main__":
+    args = default_argument_parser(epilog=__doc__).parse_args()
+    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
