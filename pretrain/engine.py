@@ -40,6 +40,11 @@ logger = logging.getLogger("pretrain")
 
 
 def build_classifier(cfg) -> torch.nn.Module:
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no usable GPU; "
+            "add `MODEL.DEVICE cpu` to the command line"
+        )
     template = resnext_template_from_cfg(cfg)
     model = resnext(num_classes=cfg.MODEL.NUM_CLASSES, **template).to(cfg.MODEL.DEVICE)
     if cfg.SOLVER.CHANNELS_LAST:
@@ -179,13 +184,16 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
 
 
 class MetadataCheckpointer(Checkpointer):
-    """detectron2's ``Checkpointer`` that stores ``checkpoint_metadata`` in every file."""
+    """detectron2's ``Checkpointer`` that stores ``checkpoint_metadata`` and the number of
+    completed epochs in every file."""
 
-    def __init__(self, model, save_dir, metadata, **checkpointables):
+    def __init__(self, model, save_dir, metadata, iters_per_epoch, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=comm.is_main_process(), **checkpointables)
-        self.metadata = metadata
+        self.metadata, self.iters_per_epoch = metadata, iters_per_epoch
 
     def save(self, name: str, **kwargs) -> None:
+        if "iteration" in kwargs:
+            kwargs["epoch"] = (kwargs["iteration"] + 1) // self.iters_per_epoch
         super().save(name, resnext_det=self.metadata, **kwargs)
 
 
@@ -252,6 +260,7 @@ def train(cfg, resume: bool = False) -> dict[str, float]:
         model,
         cfg.OUTPUT_DIR,
         checkpoint_metadata(cfg),
+        iters_per_epoch,
         optimizer=optimizer,
         scheduler=scheduler,
         rng=RNGState(),

@@ -37,7 +37,8 @@ def test_learns_the_synthetic_classes(tiny_cfg):
     checkpoint = torch.load(f"{cfg.OUTPUT_DIR}/model_final.pth", weights_only=True)
     assert checkpoint["resnext_det"]["template"]["cardinality"] == 4
     assert checkpoint["resnext_det"]["input"]["format"] == "RGB"
-    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "rng", "iteration"}
+    assert set(checkpoint) >= {"model", "optimizer", "scheduler", "rng", "iteration", "epoch"}
+    assert checkpoint["epoch"] == 15
     lines = open(f"{cfg.OUTPUT_DIR}/metrics.json").read().splitlines()
     assert any('"top1_err"' in line for line in lines) and any('"lr"' in line for line in lines)
 
@@ -106,3 +107,11 @@ def test_eval_only_refuses_weights_of_another_template(tiny_cfg, tmp_path):
     torch.save({"model": other.state_dict()}, tmp_path / "other.pth")
     with pytest.raises(WeightsMismatchError, match=r"other.pth does not fit .* res2\.0\.conv1\.weight"):
         load_classifier_weights(build_classifier(tiny_cfg()), str(tmp_path / "other.pth"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without GPUs")
+def test_cuda_device_without_gpu_is_explained(tiny_cfg):
+    from pretrain.engine import build_classifier
+
+    with pytest.raises(ValueError, match="add `MODEL.DEVICE cpu`"):
+        build_classifier(tiny_cfg("MODEL.DEVICE", "cuda"))
