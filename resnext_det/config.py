@@ -37,6 +37,14 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.MODEL.RESNEXT.STEM_OUT_CHANNELS = 64
     # Output channels of res2; res3/res4/res5 have 2x/4x/8x.
     _C.MODEL.RESNEXT.RES2_OUT_CHANNELS = 256
+
+    # Proposal files written by tools/train_rpn.py (per image, after NMS at MODEL.RPN.NMS_THRESH):
+    # DATASETS.TRAIN sets get TRAIN_*, DATASETS.TEST sets TEST_* (Detectron's C4 baselines).
+    _C.PROPOSALS = CN()
+    _C.PROPOSALS.TRAIN_PRE_NMS_TOPK = 12000
+    _C.PROPOSALS.TRAIN_POST_NMS_TOPK = 2000
+    _C.PROPOSALS.TEST_PRE_NMS_TOPK = 6000
+    _C.PROPOSALS.TEST_POST_NMS_TOPK = 1000
     return cfg
 
 

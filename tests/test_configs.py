@@ -15,7 +15,7 @@ from detectron2.modeling import build_model
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 DETECTION_CONFIGS = sorted(
     str(p.relative_to(CONFIG_ROOT))
-    for p in [*CONFIG_ROOT.glob("COCO-Detection/*.yaml"), *CONFIG_ROOT.glob("demo/faster_rcnn_*.yaml")]
+    for p in [*CONFIG_ROOT.glob("COCO-Detection/*.yaml"), *CONFIG_ROOT.glob("demo/*_C4.yaml")]
 )
 IMAGENET_CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("ImageNet/[!B]*.yaml"))
 PAPER_PARAMS_M = {"R50": 25.5, "X50_32x4d": 25.0, "R101": 44.5, "X101_32x4d": 44.2, "X101_64x4d": 83.6}
@@ -44,9 +44,12 @@ def test_every_paper_model_has_a_config():
 def test_config_builds_a_c4_model(relative_path):
     cfg = load(relative_path)
     model = build_model(cfg)
-    assert isinstance(model.roi_heads, ResNeXtRes5ROIHeads)
     assert list(model.backbone.output_shape()) == ["res4"]
     assert model.backbone.output_shape()["res4"].stride == 16
+    if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
+        assert not hasattr(model, "roi_heads")
+        return
+    assert isinstance(model.roi_heads, ResNeXtRes5ROIHeads)
     assert len(model.roi_heads.res5) == STAGE_BLOCKS[cfg.MODEL.RESNEXT.DEPTH][3]
 
     if relative_path in PAPER_MODELS:
@@ -78,8 +81,12 @@ def test_get_config_file_errors_name_the_path():
 
 def test_every_config_is_tested():
     every = {str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("*/*.yaml")}
-    assert every == {*DETECTION_CONFIGS, *IMAGENET_CONFIGS, "ImageNet/Base-ImageNet.yaml",
-                     "demo/imagenet_tiny.yaml"}
+    assert every == {
+        *DETECTION_CONFIGS,
+        *IMAGENET_CONFIGS,
+        "ImageNet/Base-ImageNet.yaml",
+        "demo/imagenet_tiny.yaml",
+    }
 
 
 @pytest.mark.parametrize("relative_path", IMAGENET_CONFIGS)
@@ -94,3 +101,40 @@ def test_imagenet_config_builds_the_paper_classifier(relative_path):
     assert tuple(cfg.SOLVER.STEPS) == (30, 60, 80) and cfg.SOLVER.NESTEROV
     name = relative_path.split("/")[1].removesuffix(".yaml")
     assert count_params(build_classifier(cfg)) / 1e6 == pytest.approx(PAPER_PARAMS_M[name], rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "model_name", sorted(name.split("_", 2)[2].removesuffix("_C4.yaml") for name in PAPER_MODELS)
+)
+def test_paper_two_stage_schedule(model_name):
+    """Appendix B: RPN 16 images, 256 anchors, lr 0.02 for 120k then 0.002 for 60k; Fast R-CNN
+    8 images, 64 RoIs, lr 0.005 for 120k then 0.0005 for 60k; both wd 1e-4, momentum 0.9."""
+    rpn = load(f"COCO-Detection/rpn_{model_name}_C4.yaml")
+    frcn = load(f"COCO-Detection/fast_rcnn_{model_name}_C4.yaml")
+    assert rpn.MODEL.META_ARCHITECTURE == "ProposalNetwork" and rpn.MODEL.RPN.BATCH_SIZE_PER_IMAGE == 256
+    assert (rpn.SOLVER.IMS_PER_BATCH, rpn.SOLVER.BASE_LR, rpn.SOLVER.STEPS, rpn.SOLVER.MAX_ITER) == (
+        16,
+        0.02,
+        (120000,),
+        180000,
+    )
+    assert frcn.MODEL.LOAD_PROPOSALS and frcn.MODEL.PROPOSAL_GENERATOR.NAME == "PrecomputedProposals"
+    assert frcn.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 64
+    assert (frcn.SOLVER.IMS_PER_BATCH, frcn.SOLVER.BASE_LR, frcn.SOLVER.STEPS, frcn.SOLVER.MAX_ITER) == (
+        8,
+        0.005,
+        (120000,),
+        180000,
+    )
+    for cfg in (rpn, frcn):
+        assert (cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.MOMENTUM, cfg.SOLVER.GAMMA) == (1e-4, 0.9, 0.1)
+        assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 8
+        assert (rpn.MODEL.RESNEXT.DEPTH, rpn.MODEL.RESNEXT.CARDINALITY) == (
+            frcn.MODEL.RESNEXT.DEPTH,
+            frcn.MODEL.RESNEXT.CARDINALITY,
+        )
+    assert (
+        rpn.PROPOSALS.TRAIN_POST_NMS_TOPK,
+        rpn.PROPOSALS.TEST_POST_NMS_TOPK,
+        rpn.MODEL.RPN.NMS_THRESH,
+    ) == (2000, 1000, 0.7)

@@ -2,5 +2,6 @@
 
 from .defaults import ResNeXtTrainer, setup_cfg
 from .launch import launch
+from .stages import attach_proposal_files, dump_proposals, train_stage
 
-__all__ = ["ResNeXtTrainer", "launch", "setup_cfg"]
+__all__ = ["ResNeXtTrainer", "attach_proposal_files", "dump_proposals", "launch", "setup_cfg", "train_stage"]

@@ -14,15 +14,18 @@ from detectron2.utils.logger import setup_logger
 from .. import compat
 from ..checkpoint import check_weights_fit
 from ..config import add_resnext_config
+from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 
 __all__ = ["ResNeXtTrainer", "setup_cfg"]
 
 
-def setup_cfg(config_file: str, opts: list[str] | None = None, args=None) -> CfgNode:
+def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=None) -> CfgNode:
     """get_cfg -> add_resnext_config -> merge file and ``KEY VALUE`` overrides -> freeze.
 
-    With ``args`` (from ``default_argument_parser``) it also runs detectron2's
-    ``default_setup``: output dir, logging, config dump, seed.
+    ``extra(cfg)``, if given, may change the config before it is frozen. The demo datasets are
+    registered (and generated once) when the config names them. With ``args`` (from
+    ``default_argument_parser``) it also runs detectron2's ``default_setup``: output dir,
+    logging, config dump, seed.
     """
     cfg = get_cfg()
     add_resnext_config(cfg)
@@ -30,6 +33,10 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None) -> Cfg
         raise FileNotFoundError(f"config file {config_file!r} does not exist")
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts or []))
+    if any(name in DEMO_SPLITS for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
+        register_demo_datasets()
+    if extra is not None:
+        extra(cfg)
     cfg.freeze()
     if args is not None:
         default_setup(cfg, args)

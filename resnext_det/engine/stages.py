@@ -1,0 +1,99 @@
+"""The two stages of the paper's detection schedule (appendix B), as library functions.
+
+Stage 1 trains a ``ProposalNetwork`` and writes proposal files for every dataset of its config;
+stage 2 trains Fast R-CNN on them, after checking that they cover every image. The tools are
+thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import build_detection_test_loader
+from detectron2.utils import comm
+
+from ..data.proposals import (
+    check_proposals_cover,
+    collect_proposals,
+    gather_proposals,
+    proposal_file_path,
+    write_proposal_file,
+)
+from .defaults import ResNeXtTrainer
+
+__all__ = ["train_stage", "dump_proposals", "attach_proposal_files", "report_proposal_recall"]
+
+logger = logging.getLogger("resnext_det")
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+def train_stage(cfg, resume: bool = False, eval_only: bool = False):
+    """Train (or only evaluate) the model of ``cfg``; return (model, evaluation results)."""
+    if eval_only:
+        model = ResNeXtTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+        return model, ResNeXtTrainer.test(cfg, model)
+    trainer = ResNeXtTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    trainer.train()
+    # DefaultTrainer keeps the final evaluation here (train() returns it only with EXPECTED_RESULTS)
+    return _unwrap(trainer.model), getattr(trainer, "_last_eval_results", {})
+
+
+def results_by_dataset(cfg, results) -> dict:
+    """DefaultTrainer.test un-nests the results of a single test set; nest them again."""
+    if results and len(cfg.DATASETS.TEST) == 1 and cfg.DATASETS.TEST[0] not in results:
+        return {cfg.DATASETS.TEST[0]: results}
+    return dict(results or {})
+
+
+def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]:
+    """Write ``proposals_<dataset>.pkl`` for every dataset in DATASETS.TRAIN and DATASETS.TEST."""
+    output_dir = Path(output_dir or cfg.OUTPUT_DIR)
+    p = cfg.PROPOSALS
+    plan = [(name, p.TRAIN_POST_NMS_TOPK, p.TRAIN_PRE_NMS_TOPK) for name in cfg.DATASETS.TRAIN]
+    plan += [(name, p.TEST_POST_NMS_TOPK, p.TEST_PRE_NMS_TOPK) for name in cfg.DATASETS.TEST]
+    written = {}
+    for name, post, pre in plan:
+        if name in written:
+            continue
+        part = collect_proposals(model, build_detection_test_loader(cfg, name), post, pre)
+        merged = gather_proposals(part)
+        path = proposal_file_path(output_dir, name)
+        if comm.is_main_process():
+            write_proposal_file(path, merged)
+            logger.info("wrote %s: %d images, top %d proposals each", path, len(merged["ids"]), post)
+        comm.synchronize()
+        written[name] = path
+    return written
+
+
+def report_proposal_recall(cfg, results: dict) -> dict:
+    """Log AR@100 / AR@1000 per test set and write them to OUTPUT_DIR/proposal_recall.json."""
+    recall = {
+        name: {k: v for k, v in r.get("box_proposals", {}).items() if k in ("AR@100", "AR@1000")}
+        for name, r in results_by_dataset(cfg, results).items()
+    }
+    if not comm.is_main_process() or not recall:
+        return recall
+    for name, values in recall.items():
+        logger.info("proposal recall on %s: %s", name, ", ".join(f"{k} {v:.1f}" for k, v in values.items()))
+    Path(cfg.OUTPUT_DIR, "proposal_recall.json").write_text(json.dumps(recall, indent=2))
+    return recall
+
+
+def attach_proposal_files(cfg, proposals_dir: str) -> None:
+    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST at stage 1's files, after checking coverage."""
+    files = {}
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        path = proposal_file_path(proposals_dir, name)
+        check_proposals_cover(path, name)
+        files[name] = str(path)
+    cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
+    cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)

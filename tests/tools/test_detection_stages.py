@@ -1,0 +1,73 @@
+"""Stage 1 (tools/train_rpn.py) then stage 2 (tools/train_fast_rcnn.py), as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Train on the 40-image val split too, 2 iterations each: this checks the plumbing, not accuracy.
+SMALL = ["DATASETS.TRAIN", "('resnext_demo_val',)", "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2"]
+
+
+def run(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+
+
+def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
+    rpn_out, frcn_out = tmp_path / "rpn", tmp_path / "frcn"
+    rpn = run(
+        tmp_path,
+        "tools/train_rpn.py",
+        "--config-file",
+        "configs/demo/rpn_tiny_C4.yaml",
+        *SMALL,
+        "OUTPUT_DIR",
+        str(rpn_out),
+    )
+    assert rpn.returncode == 0, rpn.stderr[-3000:]
+    recall = json.loads((rpn_out / "proposal_recall.json").read_text())
+    assert set(recall["resnext_demo_val"]) == {"AR@100", "AR@1000"}
+    assert (rpn_out / "proposals_resnext_demo_val.pkl").is_file()
+
+    frcn = run(
+        tmp_path,
+        "tools/train_fast_rcnn.py",
+        "--config-file",
+        "configs/demo/fast_rcnn_tiny_C4.yaml",
+        "--proposals",
+        str(rpn_out),
+        *SMALL,
+        "OUTPUT_DIR",
+        str(frcn_out),
+    )
+    assert frcn.returncode == 0, frcn.stderr[-3000:]
+    assert (frcn_out / "model_final.pth").is_file()
+    assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
+
+    # stage 2 refuses proposal files that do not cover its datasets, before training
+    missing = run(
+        tmp_path,
+        "tools/train_fast_rcnn.py",
+        "--config-file",
+        "configs/demo/fast_rcnn_tiny_C4.yaml",
+        "--proposals",
+        str(rpn_out),
+        "SOLVER.MAX_ITER",
+        "2",
+        "OUTPUT_DIR",
+        str(tmp_path / "x"),
+    )
+    assert missing.returncode != 0
+    assert "proposals_resnext_demo_train.pkl does not exist" in missing.stderr

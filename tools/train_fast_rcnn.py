@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Stage 2 of the paper's detection schedule: Fast R-CNN on stage 1's precomputed proposals.
+
+  python tools/train_fast_rcnn.py --config-file configs/COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml \
+      --num-gpus 8 --proposals out/rpn_x50 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/frcn_x50
+
+--proposals names stage 1's OUTPUT_DIR: it must hold proposals_<dataset>.pkl for every dataset
+in DATASETS.TRAIN and DATASETS.TEST, covering every image, or training does not start. The
+backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN: no feature sharing.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.data.proposals import ProposalFileError
+from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
+
+from detectron2.engine import default_argument_parser
+
+
+def parse_args():
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument("--proposals", required=True, help="stage 1's output directory")
+    return parser.parse_args()
+
+
+def main(args):
+    attach = functools.partial(attach_proposal_files, proposals_dir=args.proposals)
+    cfg = setup_cfg(args.config_file, args.opts, args, extra=attach)
+    _, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
+    return results
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    try:  # fail before starting workers: bad config, missing or incomplete proposal files
+        setup_cfg(args.config_file, args.opts, extra=lambda cfg: attach_proposal_files(cfg, args.proposals))
+    except (ProposalFileError, FileNotFoundError, KeyError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
