@@ -29,6 +29,9 @@ setup(
         "pycocotools>=2.0.2",
         "Pillow",
         "tqdm",
+        # detectron2's Visualizer (detections drawn by tools/eval_coco.py) imports cv2; detectron2
+        # leaves installing OpenCV to the user, the headless wheel needs no system libraries.
+        "opencv-python-headless",
     ],
     extras_require={
         "test": ["pytest>=7", "timm"],

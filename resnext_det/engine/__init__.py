@@ -3,5 +3,14 @@
 from .defaults import ResNeXtTrainer, setup_cfg
 from .launch import launch
 from .stages import attach_proposal_files, dump_proposals, train_stage
+from .two_stage import TwoStagePredictor
 
-__all__ = ["ResNeXtTrainer", "attach_proposal_files", "dump_proposals", "launch", "setup_cfg", "train_stage"]
+__all__ = [
+    "TwoStagePredictor",
+    "ResNeXtTrainer",
+    "attach_proposal_files",
+    "dump_proposals",
+    "launch",
+    "setup_cfg",
+    "train_stage",
+]

@@ -88,12 +88,16 @@ def report_proposal_recall(cfg, results: dict) -> dict:
     return recall
 
 
-def attach_proposal_files(cfg, proposals_dir: str) -> None:
-    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST at stage 1's files, after checking coverage."""
+def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> None:
+    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST at stage 1's files, after checking coverage.
+
+    ``test_only`` (evaluation): only DATASETS.TEST needs files."""
+    names = cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
     files = {}
-    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+    for name in names:
         path = proposal_file_path(proposals_dir, name)
         check_proposals_cover(path, name)
         files[name] = str(path)
-    cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
+    if not test_only:
+        cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)

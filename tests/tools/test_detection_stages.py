@@ -56,6 +56,55 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
     assert (frcn_out / "model_final.pth").is_file()
     assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
 
+    # evaluation on the test set: table and strict JSON with per-category AP
+    weights = ["MODEL.WEIGHTS", str(frcn_out / "model_final.pth")]
+    evaluation = run(
+        tmp_path,
+        "tools/eval_coco.py",
+        "--config-file",
+        "configs/demo/fast_rcnn_tiny_C4.yaml",
+        "--proposals",
+        str(rpn_out),
+        *weights,
+        "OUTPUT_DIR",
+        str(tmp_path / "eval"),
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert "resnext_demo_val: AP " in evaluation.stdout
+    box = json.loads((tmp_path / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-square", "AP-disc", "AP-triangle"} <= set(box)
+
+    # plain images: the RPN (from --proposals) and the Fast R-CNN run together, pictures drawn
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in sorted((tmp_path / "datasets" / "resnext_demo" / "val").glob("*.png"))[:2]:
+        (images / source.name).write_bytes(source.read_bytes())
+    drawn = run(
+        tmp_path,
+        "tools/eval_coco.py",
+        "--config-file",
+        "configs/demo/fast_rcnn_tiny_C4.yaml",
+        "--proposals",
+        str(rpn_out),
+        "--images",
+        str(images),
+        "--output",
+        str(tmp_path / "vis"),
+        "--score-threshold",
+        "0",
+        *weights,
+    )
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "vis").glob("*.png")) == sorted(
+        p.name for p in images.iterdir()
+    )
+    detections = json.loads((tmp_path / "vis" / "detections.json").read_text())
+    assert set(detections) == {p.name for p in images.iterdir()}
+    for found in detections.values():
+        for d in found:
+            x0, y0, x1, y1 = d["box_xyxy"]
+            assert 0 <= x0 <= x1 <= 160 and 0 <= y0 <= y1 <= 128 and d["class"] in (0, 1, 2)
+
     # stage 2 refuses proposal files that do not cover its datasets, before training
     missing = run(
         tmp_path,
