@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
 from resnext_det.data.proposals import ProposalFileError
 from resnext_det.engine import attach_proposal_files, launch, setup_cfg
 from resnext_det.engine.defaults import ResNeXtTrainer
+from resnext_det.engine.stages import checked_proposal_files
 from resnext_det.engine.two_stage import TwoStagePredictor
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -35,7 +37,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def parse_args(argv=None):
-    parser = default_argument_parser(epilog=__doc__)
+    parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
     parser.add_argument("--proposals", required=True, help="stage 1's output directory")
     parser.add_argument("--images", default="", help="draw detections on the images of this folder")
     parser.add_argument("--output", default="", help="folder for the drawn images (with --images)")
@@ -119,19 +121,19 @@ def draw(args) -> list[Path]:
 
 
 def main(args):
+    register_datasets_from_args(args)
     return draw(args) if args.images else evaluate(args)
 
 
 if __name__ == "__main__":
     args = parse_args()
     try:
+        register_datasets_from_args(args)
         if args.images:
             sys.exit(0 if draw(args) else 1)
-        setup_cfg(
-            args.config_file,
-            args.opts,
-            extra=lambda c: attach_proposal_files(c, args.proposals, test_only=True),
-        )
+        cfg = setup_cfg(args.config_file, args.opts)
+        check_dataset_files(cfg)
+        checked_proposal_files(cfg, args.proposals, test_only=True)
     except (ProposalFileError, FileNotFoundError, KeyError, ValueError) as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

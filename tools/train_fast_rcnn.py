@@ -15,19 +15,22 @@ import functools
 import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
 from resnext_det.data.proposals import ProposalFileError
 from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
+from resnext_det.engine.stages import checked_proposal_files
 
 from detectron2.engine import default_argument_parser
 
 
 def parse_args():
-    parser = default_argument_parser(epilog=__doc__)
+    parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
     parser.add_argument("--proposals", required=True, help="stage 1's output directory")
     return parser.parse_args()
 
 
 def main(args):
+    register_datasets_from_args(args)
     attach = functools.partial(attach_proposal_files, proposals_dir=args.proposals)
     cfg = setup_cfg(args.config_file, args.opts, args, extra=attach)
     _, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
@@ -36,8 +39,11 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    try:  # fail before starting workers: bad config, missing or incomplete proposal files
-        setup_cfg(args.config_file, args.opts, extra=lambda cfg: attach_proposal_files(cfg, args.proposals))
+    try:  # fail before starting workers: bad config, missing data, missing or incomplete proposals
+        register_datasets_from_args(args)
+        cfg = setup_cfg(args.config_file, args.opts)
+        check_dataset_files(cfg)
+        checked_proposal_files(cfg, args.proposals)
     except (ProposalFileError, FileNotFoundError, KeyError, ValueError) as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
 from resnext_det.engine import dump_proposals, launch, setup_cfg, train_stage
 from resnext_det.engine.stages import report_proposal_recall
 
@@ -22,6 +23,7 @@ from detectron2.engine import default_argument_parser
 
 
 def main(args):
+    register_datasets_from_args(args)
     cfg = setup_cfg(args.config_file, args.opts, args)
     model, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
     report_proposal_recall(cfg, results)
@@ -30,9 +32,10 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = default_argument_parser(epilog=__doc__).parse_args()
-    try:  # fail before starting workers on a bad config; generate the demo data once
-        setup_cfg(args.config_file, args.opts)
+    args = add_dataset_argument(default_argument_parser(epilog=__doc__)).parse_args()
+    try:  # fail before starting workers on a bad config or missing data; make the demo data once
+        register_datasets_from_args(args)
+        check_dataset_files(setup_cfg(args.config_file, args.opts))
     except (FileNotFoundError, KeyError, ValueError) as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

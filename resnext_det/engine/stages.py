@@ -24,7 +24,13 @@ from ..data.proposals import (
 )
 from .defaults import ResNeXtTrainer
 
-__all__ = ["train_stage", "dump_proposals", "attach_proposal_files", "report_proposal_recall"]
+__all__ = [
+    "train_stage",
+    "dump_proposals",
+    "attach_proposal_files",
+    "checked_proposal_files",
+    "report_proposal_recall",
+]
 
 logger = logging.getLogger("resnext_det")
 
@@ -88,16 +94,21 @@ def report_proposal_recall(cfg, results: dict) -> dict:
     return recall
 
 
-def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> None:
-    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST at stage 1's files, after checking coverage.
-
-    ``test_only`` (evaluation): only DATASETS.TEST needs files."""
+def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> dict[str, str]:
+    """{dataset: stage 1's file} for DATASETS.TRAIN and TEST (only TEST with ``test_only``),
+    after checking that each file exists, is well-formed and covers every image."""
     names = cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
     files = {}
     for name in names:
         path = proposal_file_path(proposals_dir, name)
         check_proposals_cover(path, name)
         files[name] = str(path)
+    return files
+
+
+def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> None:
+    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST (an unfrozen cfg) at stage 1's checked files."""
+    files = checked_proposal_files(cfg, proposals_dir, test_only)
     if not test_only:
         cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)
