@@ -40,14 +40,12 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
     recall = json.loads((rpn_out / "proposal_recall.json").read_text())
     assert set(recall["resnext_demo_val"]) == {"AR@100", "AR@1000"}
     assert (rpn_out / "proposals_resnext_demo_val.pkl").is_file()
+    stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(rpn_out)]
 
     frcn = run(
         tmp_path,
         "tools/train_fast_rcnn.py",
-        "--config-file",
-        "configs/demo/fast_rcnn_tiny_C4.yaml",
-        "--proposals",
-        str(rpn_out),
+        *stage2,
         *SMALL,
         "OUTPUT_DIR",
         str(frcn_out),
@@ -61,10 +59,7 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
     evaluation = run(
         tmp_path,
         "tools/eval_coco.py",
-        "--config-file",
-        "configs/demo/fast_rcnn_tiny_C4.yaml",
-        "--proposals",
-        str(rpn_out),
+        *stage2,
         *weights,
         "OUTPUT_DIR",
         str(tmp_path / "eval"),
@@ -82,10 +77,7 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
     drawn = run(
         tmp_path,
         "tools/eval_coco.py",
-        "--config-file",
-        "configs/demo/fast_rcnn_tiny_C4.yaml",
-        "--proposals",
-        str(rpn_out),
+        *stage2,
         "--images",
         str(images),
         "--output",
@@ -109,10 +101,7 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
     missing = run(
         tmp_path,
         "tools/train_fast_rcnn.py",
-        "--config-file",
-        "configs/demo/fast_rcnn_tiny_C4.yaml",
-        "--proposals",
-        str(rpn_out),
+        *stage2,
         "SOLVER.MAX_ITER",
         "2",
         "OUTPUT_DIR",
