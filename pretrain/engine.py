@@ -18,7 +18,7 @@ import random
 import time
 from contextlib import nullcontext
 
-from resnext_det.checkpoint import WeightsMismatchError, load_classifier_state_dict
+from resnext_det.checkpoint import WeightsMismatchError, describe_mismatches, load_classifier_state_dict
 from resnext_det.config import resnext_template_from_cfg
 from resnext_det.modeling import resnext
 
@@ -55,17 +55,12 @@ def build_classifier(cfg) -> torch.nn.Module:
 def load_classifier_weights(model: torch.nn.Module, path: str, source: str = "pretrain") -> None:
     """Load a classifier checkpoint strictly: every tensor present with the model's shape."""
     state_dict, _ = load_classifier_state_dict(path, source)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    given = {k: tuple(v.shape) for k, v in state_dict.items()}
-    problems = [
-        f"{k}: file {given.get(k)} vs model {shape}" for k, shape in expected.items() if given.get(k) != shape
-    ] + [f"{k}: not in the model" for k in given if k not in expected]
+    problems = describe_mismatches(
+        {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        {k: tuple(v.shape) for k, v in state_dict.items()},
+    )
     if problems:
-        raise WeightsMismatchError(
-            f"{path} does not fit the classifier of this config ({len(problems)} problems, first: "
-            + "; ".join(problems[:5])
-            + ")"
-        )
+        raise WeightsMismatchError(f"{path} does not fit the classifier of this config: {problems}")
     model.load_state_dict(state_dict)
 
 

@@ -19,14 +19,11 @@ import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
-from resnext_det.data.proposals import ProposalFileError
-from resnext_det.engine import attach_proposal_files, launch, setup_cfg
-from resnext_det.engine.defaults import ResNeXtTrainer
-from resnext_det.engine.stages import checked_proposal_files
+from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
+from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
+from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight, results_by_dataset
 from resnext_det.engine.two_stage import TwoStagePredictor
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import default_argument_parser
@@ -58,11 +55,8 @@ def evaluate(args) -> dict:
         args,
         extra=lambda c: attach_proposal_files(c, args.proposals, test_only=True),
     )
-    model = ResNeXtTrainer.build_model(cfg)
-    DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).load(cfg.MODEL.WEIGHTS)
-    results = ResNeXtTrainer.test(cfg, model)
-    if len(cfg.DATASETS.TEST) == 1:
-        results = {cfg.DATASETS.TEST[0]: results}
+    _, results = train_stage(cfg, eval_only=True)
+    results = results_by_dataset(cfg, results)
     if comm.is_main_process():
         # strict JSON: a metric that cannot be computed (no objects of that size) is null, not NaN
         Path(cfg.OUTPUT_DIR, "coco_eval.json").write_text(json.dumps(_nan_to_none(results), indent=2))
@@ -128,12 +122,10 @@ def main(args):
 if __name__ == "__main__":
     args = parse_args()
     try:
-        register_datasets_from_args(args)
         if args.images:
+            register_datasets_from_args(args)
             sys.exit(0 if draw(args) else 1)
-        cfg = setup_cfg(args.config_file, args.opts)
-        check_dataset_files(cfg)
-        checked_proposal_files(cfg, args.proposals, test_only=True)
-    except (ProposalFileError, FileNotFoundError, KeyError, ValueError) as e:
+        preflight(args, args.proposals, test_only=True)
+    except PREFLIGHT_ERRORS as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

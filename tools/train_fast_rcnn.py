@@ -15,10 +15,9 @@ import functools
 import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
-from resnext_det.data.proposals import ProposalFileError
+from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
 from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
-from resnext_det.engine.stages import checked_proposal_files
+from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight
 
 from detectron2.engine import default_argument_parser
 
@@ -39,11 +38,8 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    try:  # fail before starting workers: bad config, missing data, missing or incomplete proposals
-        register_datasets_from_args(args)
-        cfg = setup_cfg(args.config_file, args.opts)
-        check_dataset_files(cfg)
-        checked_proposal_files(cfg, args.proposals)
-    except (ProposalFileError, FileNotFoundError, KeyError, ValueError) as e:
+    try:
+        preflight(args, args.proposals)
+    except PREFLIGHT_ERRORS as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

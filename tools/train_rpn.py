@@ -15,9 +15,9 @@ from __future__ import annotations
 import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.data.coco import add_dataset_argument, check_dataset_files, register_datasets_from_args
+from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
 from resnext_det.engine import dump_proposals, launch, setup_cfg, train_stage
-from resnext_det.engine.stages import report_proposal_recall
+from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight, report_proposal_recall
 
 from detectron2.engine import default_argument_parser
 
@@ -33,9 +33,8 @@ def main(args):
 
 if __name__ == "__main__":
     args = add_dataset_argument(default_argument_parser(epilog=__doc__)).parse_args()
-    try:  # fail before starting workers on a bad config or missing data; make the demo data once
-        register_datasets_from_args(args)
-        check_dataset_files(setup_cfg(args.config_file, args.opts))
-    except (FileNotFoundError, KeyError, ValueError) as e:
+    try:
+        preflight(args)
+    except PREFLIGHT_ERRORS as e:
         sys.exit(f"error: {e}")
     launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))

@@ -26,6 +26,7 @@ __all__ = [
     "torchvision_to_resnext_names",
     "infer_template",
     "to_detectron2_state_dict",
+    "describe_mismatches",
     "check_weights_fit",
     "convert_checkpoint",
 ]
@@ -149,14 +150,8 @@ def to_detectron2_state_dict(state_dict: dict) -> dict[str, torch.Tensor]:
     return converted
 
 
-def check_weights_fit(model: torch.nn.Module, weights: dict, source: str = "weights") -> None:
-    """Every backbone and res5 tensor of ``model`` must be in ``weights`` with the same shape."""
-    expected = {
-        k: tuple(v.shape)
-        for k, v in model.state_dict().items()
-        if k.startswith(("backbone.", "roi_heads.res5.")) and not k.endswith("num_batches_tracked")
-    }
-    given = {k: tuple(v.shape) for k, v in weights.items()}
+def describe_mismatches(expected: dict[str, tuple], given: dict[str, tuple]) -> str:
+    """ "" if the shapes agree key for key, else a summary naming the first offending keys."""
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]
     wrong_shape = [
@@ -164,18 +159,29 @@ def check_weights_fit(model: torch.nn.Module, weights: dict, source: str = "weig
         for k in expected
         if k in given and given[k] != expected[k]
     ]
-    if missing or unexpected or wrong_shape:
-        parts = []
-        for label, items in (
-            ("shape mismatches", wrong_shape),
-            ("missing from the file", missing),
-            ("not in the model", unexpected),
-        ):
-            if items:
-                parts.append(f"{len(items)} {label}, first: " + "; ".join(items[:5]))
+    parts = []
+    for label, items in (
+        ("shape mismatches", wrong_shape),
+        ("missing from the file", missing),
+        ("not in the model", unexpected),
+    ):
+        if items:
+            parts.append(f"{len(items)} {label}, first: " + "; ".join(items[:5]))
+    return " | ".join(parts)
+
+
+def check_weights_fit(model: torch.nn.Module, weights: dict, source: str = "weights") -> None:
+    """Every backbone and res5 tensor of ``model`` must be in ``weights`` with the same shape."""
+    expected = {
+        k: tuple(v.shape)
+        for k, v in model.state_dict().items()
+        if k.startswith(("backbone.", "roi_heads.res5.")) and not k.endswith("num_batches_tracked")
+    }
+    problems = describe_mismatches(expected, {k: tuple(v.shape) for k, v in weights.items()})
+    if problems:
         raise WeightsMismatchError(
             f"{source} does not fit the model built from the config (different depth, cardinality, "
-            "width or block form?): " + " | ".join(parts)
+            "width or block form?): " + problems
         )
 
 

@@ -15,14 +15,16 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
 
+from ..data.coco import check_dataset_files, register_datasets_from_args
 from ..data.proposals import (
+    ProposalFileError,
     check_proposals_cover,
     collect_proposals,
     gather_proposals,
     proposal_file_path,
     write_proposal_file,
 )
-from .defaults import ResNeXtTrainer
+from .defaults import ResNeXtTrainer, setup_cfg
 
 __all__ = [
     "train_stage",
@@ -30,6 +32,9 @@ __all__ = [
     "attach_proposal_files",
     "checked_proposal_files",
     "report_proposal_recall",
+    "results_by_dataset",
+    "preflight",
+    "PREFLIGHT_ERRORS",
 ]
 
 logger = logging.getLogger("resnext_det")
@@ -112,3 +117,21 @@ def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> N
     if not test_only:
         cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)
+
+
+#: What ``preflight`` raises for a user's mistake (the tools print it and exit, no traceback).
+PREFLIGHT_ERRORS = (ProposalFileError, FileNotFoundError, KeyError, ValueError)
+
+
+def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
+    """Check a tool's inputs in the launching process, before any worker starts.
+
+    Registers ``--dataset``s, loads the config (generating the demo data once, if named), checks
+    every dataset's files and, with ``proposals_dir``, stage 1's proposal files. Returns the cfg.
+    """
+    register_datasets_from_args(args)
+    cfg = setup_cfg(args.config_file, args.opts)
+    check_dataset_files(cfg)
+    if proposals_dir is not None:
+        checked_proposal_files(cfg, proposals_dir, test_only)
+    return cfg
