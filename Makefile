@@ -12,4 +12,4 @@ install:
 	bash scripts/install.sh
 
 lint:
-	py="$$(bash scripts/install.sh)" && "$$py" -m ruff check resnext_det pretrain tools tests scripts
+	py="$$(bash scripts/install.sh)" && "$$py" -m ruff check resnext_det pretrain tools tests scripts benchmarks

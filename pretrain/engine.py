@@ -46,7 +46,11 @@ def build_classifier(cfg) -> torch.nn.Module:
             "add `MODEL.DEVICE cpu` to the command line"
         )
     template = resnext_template_from_cfg(cfg)
-    model = resnext(num_classes=cfg.MODEL.NUM_CLASSES, **template).to(cfg.MODEL.DEVICE)
+    model = resnext(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
+        **template,
+    ).to(cfg.MODEL.DEVICE)
     if cfg.SOLVER.CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -38,6 +38,11 @@ def add_resnext_config(cfg: CN) -> CN:
     # Output channels of res2; res3/res4/res5 have 2x/4x/8x.
     _C.MODEL.RESNEXT.RES2_OUT_CHANNELS = 256
 
+    # Start every block as identity (zero scale in the norm ending its residual branch; Goyal et al.
+    # 2017). Not the paper's recipe; it makes training from random initialisation much faster
+    # (the demo's pretraining). Needs NORM "BN", "SyncBN" or "GN"; pretrained weights overwrite it.
+    _C.MODEL.RESNEXT.ZERO_INIT_RESIDUAL = False
+
     # Proposal files written by tools/train_rpn.py (per image, after NMS at MODEL.RPN.NMS_THRESH):
     # DATASETS.TRAIN sets get TRAIN_*, DATASETS.TEST sets TEST_* (Detectron's C4 baselines).
     _C.PROPOSALS = CN()
@@ -45,6 +50,11 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.PROPOSALS.TRAIN_POST_NMS_TOPK = 2000
     _C.PROPOSALS.TEST_PRE_NMS_TOPK = 6000
     _C.PROPOSALS.TEST_POST_NMS_TOPK = 1000
+    # Stage 2 reads proposals from the memory-mapped stores STORE_DIR/proposals_<dataset>/
+    # (resnext_det.data.proposal_store) in the data mapper, so RAM does not grow with the dataset
+    # or the worker count. Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles, loaded whole.
+    # tools/train_fast_rcnn.py sets it when stage 1 wrote stores (it does by default).
+    _C.PROPOSALS.STORE_DIR = ""
     return cfg
 
 
@@ -72,6 +82,11 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
         validate_out_features(r.OUT_FEATURES)
     except TemplateError as e:
         raise TemplateError(e.argument, f"cfg.MODEL.RESNEXT.{e.argument.upper()}: {e}") from None
+    if r.ZERO_INIT_RESIDUAL and r.NORM not in ("BN", "SyncBN", "GN"):
+        raise ValueError(
+            f"cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL needs a learnable norm (MODEL.RESNEXT.NORM "
+            f"'BN', 'SyncBN' or 'GN'), got NORM {r.NORM!r}: a zeroed frozen norm never recovers"
+        )
     if not 0 <= r.FREEZE_AT <= 5:
         raise ValueError(f"cfg.MODEL.RESNEXT.FREEZE_AT must be in 0..5, got {r.FREEZE_AT!r}")
     return dict(

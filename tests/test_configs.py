@@ -9,13 +9,14 @@ from resnext_det.modeling import ResNeXtRes5ROIHeads, count_params, resnext
 from resnext_det.template import STAGE_BLOCKS
 
 import pytest
+import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 CONFIG_ROOT = Path(__file__).resolve().parents[1] / "configs"
 DETECTION_CONFIGS = sorted(
     str(p.relative_to(CONFIG_ROOT))
-    for p in [*CONFIG_ROOT.glob("COCO-Detection/*.yaml"), *CONFIG_ROOT.glob("demo/*_C4.yaml")]
+    for p in [*CONFIG_ROOT.glob("COCO-Detection/*.yaml"), *CONFIG_ROOT.glob("demo/*C4.yaml")]
 )
 IMAGENET_CONFIGS = sorted(str(p.relative_to(CONFIG_ROOT)) for p in CONFIG_ROOT.glob("ImageNet/[!B]*.yaml"))
 PAPER_PARAMS_M = {"R50": 25.5, "X50_32x4d": 25.0, "R101": 44.5, "X101_32x4d": 44.2, "X101_64x4d": 83.6}
@@ -86,7 +87,30 @@ def test_every_config_is_tested():
         *IMAGENET_CONFIGS,
         "ImageNet/Base-ImageNet.yaml",
         "demo/imagenet_tiny.yaml",
+        "demo/pretrain_shapes_tiny.yaml",
     }
+
+
+def test_demo_pretraining_config_fits_the_demo_detectors():
+    """The shape-crop classifier starts as identity blocks and converts into the demo's detectors."""
+    from pretrain.config import get_pretrain_cfg
+    from pretrain.engine import build_classifier
+    from resnext_det.data.demo_dataset import DEMO_CLASSIFICATION_CLASSES
+
+    cfg = get_pretrain_cfg()
+    cfg.merge_from_file(get_config_file("demo/pretrain_shapes_tiny.yaml"))
+    assert cfg.MODEL.NUM_CLASSES == len(DEMO_CLASSIFICATION_CLASSES)
+    assert cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL and cfg.MODEL.RESNEXT.NORM == "BN"
+    classifier = build_classifier(cfg)
+    assert all(torch.count_nonzero(b.conv3.norm.weight) == 0 for s in classifier.stages for b in s)
+    detector = build_model(load("demo/fast_rcnn_tiny_C4.yaml"))
+    trunk = {k: v.shape for k, v in classifier.state_dict().items() if not k.startswith("linear.")}
+    detector_trunk = {
+        k.removeprefix("backbone.").removeprefix("roi_heads."): v.shape
+        for k, v in detector.state_dict().items()
+        if k.startswith(("backbone.", "roi_heads.res5."))
+    }
+    assert {k: v for k, v in trunk.items() if not k.endswith("num_batches_tracked")} == detector_trunk
 
 
 @pytest.mark.parametrize("relative_path", IMAGENET_CONFIGS)

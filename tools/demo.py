@@ -1,32 +1,188 @@
 #!/usr/bin/env python
-"""README command 1: train the tiny C4 Faster R-CNN on the generated demo data, then evaluate.
+"""README command 1: the paper's whole detection pipeline on the generated demo data, on a CPU.
 
-Generates the demo dataset (once), trains ``configs/demo/faster_rcnn_tiny_C4.yaml`` on its train
-split printing the losses, and reports COCO AP on the held-out val split. Any config key can be
-overridden at the end of the command line, e.g. ``SOLVER.MAX_ITER 50``.
+  python tools/demo.py                  # about 7 minutes on 2 cores; results in output/demo
+  python tools/demo.py --quick          # the smaller variant the test suite runs (about 4 minutes)
+
+Each stage is one of the project's tools, run as a user runs it (the command is printed first):
+
+1. ``pretrain_imagenet.py``: the demo template learns to classify generated shape crops, the
+   demo's stand-in for ImageNet pretraining (``configs/demo/pretrain_shapes_tiny.yaml``);
+2. ``convert_weights.py``: the classifier becomes detectron2 weights for both detection stages;
+3. ``train_rpn.py``: the RPN alone, from those weights; it writes proposals for train and val;
+4. ``train_fast_rcnn.py``: Fast R-CNN on those proposals, again from the pretrained weights (no
+   feature sharing, as in the paper's appendix B);
+5. ``eval_coco.py``: COCO AP on the held-out val split;
+6. ``eval_coco.py --images``: RPN and Fast R-CNN together on the val images, drawn to PNG files.
+
+A stage whose result is already in ``--output-dir`` is kept, so an interrupted demo continues
+where it stopped (a half-trained stage resumes from its last checkpoint); ``--overwrite`` redoes
+everything. The summary goes to the console and to ``<output-dir>/demo_results.json``.
 """
 
 from __future__ import annotations
 
-import resnext_det  # noqa: F401  (registers the backbone and ROI head; must come first)
-from resnext_det.data import generate_demo_dataset, register_demo_datasets
-from resnext_det.engine import ResNeXtTrainer, launch, setup_cfg
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from detectron2.engine import default_argument_parser
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python tools/demo.py` from a checkout finds resnext_det
 
-DEFAULT_CONFIG = resnext_det.get_config_file("demo/faster_rcnn_tiny_C4.yaml")
+from resnext_det.data.demo_dataset import generate_demo_classification, generate_demo_dataset  # noqa: E402
+
+CONFIGS = ROOT / "configs" / "demo"
+#: The smaller variant (the test suite's): the same pretraining and RPN, half the Fast R-CNN schedule.
+QUICK = {
+    "pretrain": [],
+    "rpn": [],
+    "fast_rcnn": ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(250,)"],
+}
+STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis")
 
 
-def main(args):
-    register_demo_datasets()  # in every worker: detectron2's catalogs are per process
-    cfg = setup_cfg(args.config_file or DEFAULT_CONFIG, args.opts, args)
-    trainer = ResNeXtTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    trainer.train()
-    return trainer
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output-dir", default="output/demo", help="where every stage writes")
+    parser.add_argument("--quick", action="store_true", help="the shorter schedule the tests run")
+    parser.add_argument("--overwrite", action="store_true", help="redo stages whose results exist")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per training stage (CPU: gloo)")
+    return parser.parse_args(argv)
+
+
+class Stage:
+    """Runs one tool in a subprocess, unless its result file already exists."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, result: Path, command: list[str]) -> None:
+        if result.exists():
+            print(f"\n== {name}: kept {result} (pass --overwrite to redo)", flush=True)
+            return
+        print(f"\n== {name}\n$ {' '.join(command)}", flush=True)
+        start = time.perf_counter()
+        completed = subprocess.run([sys.executable, "-W", "ignore", *command], cwd=ROOT)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        if completed.returncode != 0:
+            sys.exit(f"error: stage {name!r} failed (exit {completed.returncode}); its output is above")
+        if not result.exists():
+            sys.exit(f"error: stage {name!r} finished without writing {result}")
+
+
+def run_pipeline(args) -> dict:
+    out = Path(args.output_dir).resolve()
+    if args.overwrite:
+        for sub in STAGE_DIRS:  # only what the demo itself writes
+            shutil.rmtree(out / sub, ignore_errors=True)
+        (out / "demo_results.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    quick = QUICK if args.quick else dict.fromkeys(QUICK, [])
+    gpus = ["--num-gpus", str(args.num_gpus)]
+
+    def resume(stage_dir: Path) -> list[str]:
+        return ["--resume"] if (stage_dir / "last_checkpoint").is_file() else []
+
+    generate_demo_dataset()
+    classification_root = generate_demo_classification()
+    stage = Stage(out)
+
+    pretrain_dir = out / "pretrain"
+    stage(
+        "pretrain (shape crops, the demo's ImageNet)",
+        pretrain_dir / "model_final.pth",
+        ["tools/pretrain_imagenet.py", "--config-file", str(CONFIGS / "pretrain_shapes_tiny.yaml"),
+         *gpus, *resume(pretrain_dir),
+         "DATA.ROOT", str(classification_root), "OUTPUT_DIR", str(pretrain_dir), *quick["pretrain"]],
+    )  # fmt: skip
+    weights = pretrain_dir / "model_d2.pth"
+    stage(
+        "convert to detectron2 weights",
+        weights,
+        ["tools/convert_weights.py", "--source", "pretrain", str(pretrain_dir / "model_final.pth"),
+         str(weights), "--config-file", str(CONFIGS / "fast_rcnn_tiny_C4.yaml")],
+    )  # fmt: skip
+    rpn_dir = out / "rpn"
+    stage(
+        "stage 1: RPN, then proposals",
+        rpn_dir / "proposals_resnext_demo_val",
+        ["tools/train_rpn.py", "--config-file", str(CONFIGS / "rpn_tiny_C4.yaml"), *gpus, *resume(rpn_dir),
+         "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(rpn_dir), *quick["rpn"]],
+    )  # fmt: skip
+    frcn_dir = out / "fast_rcnn"
+    stage2 = ["--config-file", str(CONFIGS / "fast_rcnn_tiny_C4.yaml"), "--proposals", str(rpn_dir)]
+    stage(
+        "stage 2: Fast R-CNN on the proposals",
+        frcn_dir / "model_final.pth",
+        ["tools/train_fast_rcnn.py", *stage2, *gpus, *resume(frcn_dir),
+         "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(frcn_dir), *quick["fast_rcnn"]],
+    )  # fmt: skip
+    final = ["MODEL.WEIGHTS", str(frcn_dir / "model_final.pth")]
+    stage(
+        "COCO evaluation on the held-out val split",
+        out / "eval" / "coco_eval.json",
+        ["tools/eval_coco.py", *stage2, *final, "OUTPUT_DIR", str(out / "eval")],
+    )
+    _, val_images = generate_demo_dataset()["resnext_demo_val"]
+    stage(
+        "detections drawn on the val images",
+        out / "vis" / "detections.json",
+        ["tools/eval_coco.py", *stage2, "--images", val_images, "--output", str(out / "vis"), *final],
+    )
+    contact_sheet(sorted((out / "vis").glob("*.png"))[:6], out / "demo_detections.png")
+    return summarize(out, stage.seconds, args.quick)
+
+
+def contact_sheet(pictures: list[Path], target: Path, columns: int = 3) -> Path:
+    """The first drawn pictures side by side in one PNG (the README's picture comes from here)."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in pictures]
+    width, height = images[0].size
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (width * columns, height * rows), "white")
+    for k, image in enumerate(images):
+        sheet.paste(image, ((k % columns) * width, (k // columns) * height))
+    sheet.save(target)
+    return target
+
+
+def summarize(out: Path, seconds: dict, quick: bool) -> dict:
+    pretrain = json.loads((out / "pretrain" / "final_metrics.json").read_text())
+    recall = json.loads((out / "rpn" / "proposal_recall.json").read_text())["resnext_demo_val"]
+    box = json.loads((out / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    results = {
+        "variant": "quick" if quick else "full",
+        "pretrain_top1_err": pretrain["top1_err"],
+        "rpn_AR@100": recall["AR@100"],
+        "bbox": box,
+        "seconds": seconds,
+        "pictures": str(out / "vis"),
+    }
+    (out / "demo_results.json").write_text(json.dumps(results, indent=1))
+    print("\n== demo results (held-out val split, 40 images)")
+    print("| pretrain top-1 err | RPN AR@100 | AP | AP50 | AP75 | APs | APm | square | disc | triangle |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    per_class = " | ".join(f"{box[f'AP-{c}']:.1f}" for c in ("square", "disc", "triangle"))
+    print(
+        f"| {pretrain['top1_err']:.2f}% | {recall['AR@100']:.1f} | {box['AP']:.1f} | {box['AP50']:.1f} | "
+        f"{box['AP75']:.1f} | {box['APs']:.1f} | {box['APm']:.1f} | {per_class} |"
+    )
+    if seconds:
+        print("stage times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in seconds.items()))
+    print(
+        f"pictures: {out / 'vis'} (six of them: {out / 'demo_detections.png'}); "
+        f"summary: {out / 'demo_results.json'}"
+    )
+    return results
 
 
 if __name__ == "__main__":
-    args = default_argument_parser(epilog=__doc__).parse_args()
-    generate_demo_dataset()  # once, before worker processes start
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    run_pipeline(parse_args())

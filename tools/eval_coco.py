@@ -24,13 +24,15 @@ from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_s
 from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight, results_by_dataset
 from resnext_det.engine.two_stage import TwoStagePredictor
 
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
+MIN_DRAWN_SIDE = 384
 
 
 def parse_args(argv=None):
@@ -84,7 +86,11 @@ def draw(args) -> list[Path]:
     from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
 
     predictor = TwoStagePredictor(rpn_cfg, frcn_cfg)
-    metadata = MetadataCatalog.get(frcn_cfg.DATASETS.TEST[0]) if frcn_cfg.DATASETS.TEST else None
+    metadata = None
+    if frcn_cfg.DATASETS.TEST:  # class names; a COCO-json dataset sets them when first loaded
+        metadata = MetadataCatalog.get(frcn_cfg.DATASETS.TEST[0])
+        if not hasattr(metadata, "thing_classes"):
+            DatasetCatalog.get(frcn_cfg.DATASETS.TEST[0])
     images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {args.images}")
@@ -95,7 +101,9 @@ def draw(args) -> list[Path]:
         image = read_image(str(path), format="BGR")
         instances = predictor(image).to("cpu")
         instances = instances[instances.scores >= args.score_threshold]
-        drawn = Visualizer(image[:, :, ::-1], metadata).draw_instance_predictions(instances).get_image()
+        scale = max(1.0, MIN_DRAWN_SIDE / min(image.shape[:2]))  # small images: readable labels
+        visualizer = Visualizer(image[:, :, ::-1], metadata, scale=scale)
+        drawn = visualizer.draw_instance_predictions(instances).get_image()
         target = output / (path.stem + ".png")
         Image.fromarray(drawn).save(target)
         written.append(target)

@@ -15,6 +15,7 @@ from .. import compat
 from ..checkpoint import check_weights_fit
 from ..config import add_resnext_config
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
+from ..data.proposal_mapper import build_store_test_loader, build_store_train_loader
 
 __all__ = ["ResNeXtTrainer", "setup_cfg"]
 
@@ -47,8 +48,9 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=
 
 
 class ResNeXtTrainer(DefaultTrainer):
-    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools) and refuses
-    resnext_det weights that do not fit the model (instead of loading part of them)."""
+    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools), refuses
+    resnext_det weights that do not fit the model (instead of loading part of them), and reads
+    precomputed proposals from ``PROPOSALS.STORE_DIR`` when it is set."""
 
     def resume_or_load(self, resume: bool = True):
         weights = self.cfg.MODEL.WEIGHTS
@@ -57,6 +59,18 @@ class ResNeXtTrainer(DefaultTrainer):
             if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
                 check_weights_fit(self.checkpointer.model, checkpoint["model"], source=weights)
         return super().resume_or_load(resume=resume)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
+            return build_store_train_loader(cfg)
+        return super().build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
+            return build_store_test_loader(cfg, dataset_name)
+        return super().build_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

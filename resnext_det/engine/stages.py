@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_test_loader
+from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.utils import comm
 
 from ..data.coco import check_dataset_files, register_datasets_from_args
+from ..data.proposal_store import ProposalStore, proposal_store_path, write_proposal_store
 from ..data.proposals import (
     ProposalFileError,
     check_proposals_cover,
@@ -65,7 +66,9 @@ def results_by_dataset(cfg, results) -> dict:
 
 
 def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]:
-    """Write ``proposals_<dataset>.pkl`` for every dataset in DATASETS.TRAIN and DATASETS.TEST."""
+    """Write every dataset's proposals in DATASETS.TRAIN and DATASETS.TEST twice: as detectron2's
+    ``proposals_<dataset>.pkl`` (for any detectron2 code) and as the memory-mapped store
+    ``proposals_<dataset>/`` that stage 2 prefers (bounded RAM, no pickle)."""
     output_dir = Path(output_dir or cfg.OUTPUT_DIR)
     p = cfg.PROPOSALS
     plan = [(name, p.TRAIN_POST_NMS_TOPK, p.TRAIN_PRE_NMS_TOPK) for name in cfg.DATASETS.TRAIN]
@@ -79,7 +82,10 @@ def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]
         path = proposal_file_path(output_dir, name)
         if comm.is_main_process():
             write_proposal_file(path, merged)
-            logger.info("wrote %s: %d images, top %d proposals each", path, len(merged["ids"]), post)
+            store = write_proposal_store(proposal_store_path(output_dir, name), merged, dataset_name=name)
+            logger.info(
+                "wrote %s and %s/: %d images, top %d proposals each", path, store, len(merged["ids"]), post
+            )
         comm.synchronize()
         written[name] = path
     return written
@@ -99,10 +105,28 @@ def report_proposal_recall(cfg, results: dict) -> dict:
     return recall
 
 
+def _check_store_covers(path: Path, dataset_name: str) -> None:
+    missing = ProposalStore(path).missing(r["image_id"] for r in DatasetCatalog.get(dataset_name))
+    if missing:
+        raise ProposalFileError(
+            f"{path} has no proposals for {len(missing)} images of {dataset_name} (e.g. image ids "
+            f"{missing[:5]}): it was written for another dataset or is incomplete; re-run "
+            "tools/train_rpn.py with this dataset in its config"
+        )
+
+
 def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> dict[str, str]:
-    """{dataset: stage 1's file} for DATASETS.TRAIN and TEST (only TEST with ``test_only``),
-    after checking that each file exists, is well-formed and covers every image."""
-    names = cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
+    """{dataset: stage 1's store or file} for DATASETS.TRAIN and TEST (only TEST with
+    ``test_only``), after checking that each exists, is well-formed and covers every image.
+
+    Stores (``proposals_<dataset>/``) are used when stage 1 wrote one for every dataset, else
+    detectron2's pickles (``proposals_<dataset>.pkl``, e.g. from other detectron2 code).
+    """
+    names = list(dict.fromkeys(cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)))
+    if all(proposal_store_path(proposals_dir, n).is_dir() for n in names):
+        for name in names:
+            _check_store_covers(proposal_store_path(proposals_dir, name), name)
+        return {name: str(proposal_store_path(proposals_dir, name)) for name in names}
     files = {}
     for name in names:
         path = proposal_file_path(proposals_dir, name)
@@ -112,8 +136,12 @@ def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> 
 
 
 def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> None:
-    """Point DATASETS.PROPOSAL_FILES_TRAIN/TEST (an unfrozen cfg) at stage 1's checked files."""
+    """Point an unfrozen cfg at stage 1's checked proposals: ``PROPOSALS.STORE_DIR`` for stores,
+    else DATASETS.PROPOSAL_FILES_TRAIN/TEST for detectron2 pickles."""
     files = checked_proposal_files(cfg, proposals_dir, test_only)
+    if all(Path(f).is_dir() for f in files.values()):
+        cfg.PROPOSALS.STORE_DIR = str(proposals_dir)
+        return
     if not test_only:
         cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)

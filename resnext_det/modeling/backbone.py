@@ -25,5 +25,6 @@ def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
         in_channels=input_shape.channels,
         out_features=list(cfg.MODEL.RESNEXT.OUT_FEATURES),
         freeze_at=cfg.MODEL.RESNEXT.FREEZE_AT,
+        zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
         **template,
     )

@@ -157,6 +157,22 @@ class ResNeXtBlock(CNNBlockBase):
             )
             he_init_(self.conv3)
 
+    def zero_init_residual_(self) -> None:
+        """Zero the scale of the norm that ends the residual branch, so the block starts as identity.
+
+        Goyal et al. 2017 ("Accurate, Large Minibatch SGD"): a deep net then starts shallow and
+        trains from scratch much faster. Not in the paper's recipe (fb.resnet.torch did not do it);
+        it only matters without pretrained weights, which overwrite it.
+        """
+        last_norm = self.aggregate_norm if self.block_form == "aggregated" else self.conv3.norm
+        weight = getattr(last_norm, "weight", None)
+        if not isinstance(weight, nn.Parameter):
+            raise ValueError(
+                f"zero_init_residual needs a norm with a learnable scale (BN, SyncBN, GN), got "
+                f"{type(last_norm).__name__}: with a frozen or absent norm the block would stay zero"
+            )
+        nn.init.zeros_(weight)
+
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         if self.block_form == "grouped":
             x = F.relu_(self.conv1(x))

@@ -36,6 +36,9 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
             norm=template["norm"],
             block_form=template["block_form"],
         )
+        if cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL:
+            for block in blocks:
+                block.zero_init_residual_()
         if cfg.MODEL.RESNEXT.FREEZE_AT >= 5:
             for block in blocks:
                 block.freeze()

@@ -95,12 +95,14 @@ def build_resnext_trunk(
     out_features: list[str] | None = None,
     num_classes: int | None = None,
     freeze_at: int = 0,
+    zero_init_residual: bool = False,
     resnet_class: type[ResNet] = ResNet,
 ) -> ResNet:
     """A detectron2 ``ResNet`` whose blocks are ``ResNeXtBlock``.
 
     Stages are built up to the deepest of ``out_features`` (all four for a classifier), so a C4
     backbone with ``out_features=["res4"]`` has no res5: that stage lives in the ROI head.
+    ``zero_init_residual`` starts every block as identity (``ResNeXtBlock.zero_init_residual_``).
     """
     if num_classes is None and not out_features:
         raise ValueError("build_resnext_trunk needs out_features (e.g. ['res4']) or num_classes")
@@ -122,4 +124,8 @@ def build_resnext_trunk(
         block_form=block_form,
         last_stage=last_stage,
     )
+    if zero_init_residual:
+        for stage in stages:
+            for block in stage:
+                block.zero_init_residual_()
     return resnet_class(stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at)

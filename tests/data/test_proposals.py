@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 
 from resnext_det import get_config_file
+from resnext_det.data.proposal_store import ProposalStore, proposal_store_path
 from resnext_det.data.proposals import (
     ProposalFileError,
     check_proposals_cover,
@@ -93,6 +95,12 @@ def test_dump_from_a_proposal_network_and_attach(demo_root, tmp_path):
     written = dump_proposals(cfg, build_model(cfg))
     assert written == {"resnext_demo_val": proposal_file_path(tmp_path, "resnext_demo_val")}
     content = check_proposals_cover(written["resnext_demo_val"], "resnext_demo_val")
+    store = ProposalStore(proposal_store_path(tmp_path, "resnext_demo_val"))  # the same numbers
+    for image_id, boxes, logits in zip(
+        content["ids"], content["boxes"], content["objectness_logits"], strict=True
+    ):
+        np.testing.assert_array_equal(store.get(image_id)[0], boxes)
+        np.testing.assert_array_equal(store.get(image_id)[1], logits)
     records = {r["image_id"]: r for r in DatasetCatalog.get("resnext_demo_val")}
     assert sorted(content["ids"]) == sorted(records)
     for image_id, boxes, logits in zip(
@@ -102,11 +110,18 @@ def test_dump_from_a_proposal_network_and_attach(demo_root, tmp_path):
         assert (boxes[:, 2] <= records[image_id]["width"] + 1e-3).all() and (boxes[:, :2] >= 0).all()
         assert (np.diff(logits) <= 1e-6).all()  # sorted by objectness
 
-    frcn = setup_cfg(
-        get_config_file("demo/fast_rcnn_tiny_C4.yaml"),
-        ["DATASETS.TRAIN", "('resnext_demo_val',)"],
-        extra=lambda c: attach_proposal_files(c, str(tmp_path)),
-    )
+    def stage2():
+        return setup_cfg(
+            get_config_file("demo/fast_rcnn_tiny_C4.yaml"),
+            ["DATASETS.TRAIN", "('resnext_demo_val',)"],
+            extra=lambda c: attach_proposal_files(c, str(tmp_path)),
+        )
+
+    # the store is preferred; without it, detectron2's pickle
+    assert stage2().PROPOSALS.STORE_DIR == str(tmp_path) and stage2().DATASETS.PROPOSAL_FILES_TRAIN == ()
+    shutil.rmtree(proposal_store_path(tmp_path, "resnext_demo_val"))
+    frcn = stage2()
+    assert frcn.PROPOSALS.STORE_DIR == ""
     assert frcn.DATASETS.PROPOSAL_FILES_TRAIN == (str(written["resnext_demo_val"]),)
     with pytest.raises(ProposalFileError, match="proposals_resnext_demo_train.pkl does not exist"):
         setup_cfg(

@@ -33,6 +33,6 @@ def test_stage_configs_are_checked(configs):
         TwoStagePredictor(frcn, frcn)
     with pytest.raises(ValueError, match="PrecomputedProposals"):
         TwoStagePredictor(rpn, rpn)
-    bigger = setup_cfg(get_config_file("demo/fast_rcnn_tiny_C4.yaml"), ["INPUT.MIN_SIZE_TEST", "256"])
+    bigger = setup_cfg(get_config_file("demo/fast_rcnn_tiny_C4.yaml"), ["INPUT.MIN_SIZE_TEST", "320"])
     with pytest.raises(ValueError, match="INPUT.MIN_SIZE_TEST differs"):
         TwoStagePredictor(rpn, bigger)

@@ -32,6 +32,7 @@ def test_paper_defaults():
     assert (r.DEPTH, r.CARDINALITY, r.BOTTLENECK_WIDTH, r.BLOCK_FORM) == (50, 32, 4, "grouped")
     assert (r.NORM, r.FREEZE_AT, list(r.OUT_FEATURES)) == ("FrozenBN", 2, ["res4"])
     assert (r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS) == (64, 256)
+    assert r.ZERO_INIT_RESIDUAL is False  # fb.resnet.torch did not; only for training from scratch
 
 
 def test_registered():
@@ -135,3 +136,19 @@ def test_backbone_keys_equal_classifier_trunk_keys(form):
     trunk = {k: v for k, v in classifier.state_dict().items() if not k.startswith(("res5.", "linear."))}
     result = backbone.load_state_dict(trunk, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+
+
+def test_zero_init_residual_reaches_backbone_and_res5_head():
+    from detectron2.modeling import build_model
+
+    cfg = tiny_cfg(NORM="BN", ZERO_INIT_RESIDUAL=True)
+    cfg.MODEL.ROI_HEADS.NAME = "ResNeXtRes5ROIHeads"
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    last_norms = [m.conv3.norm.weight for m in model.modules() if type(m).__name__ == "ResNeXtBlock"]
+    assert len(last_norms) == 16 and all(torch.count_nonzero(w) == 0 for w in last_norms)
+
+
+def test_zero_init_residual_with_frozen_norm_fails_naming_the_key():
+    with pytest.raises(ValueError, match="cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL needs a learnable norm"):
+        build_backbone(tiny_cfg(NORM="FrozenBN", ZERO_INIT_RESIDUAL=True))

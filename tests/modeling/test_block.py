@@ -138,3 +138,17 @@ def test_frozen_norm_form_equivalence():
     aggregated.load_state_dict(convert_block_form(grouped.state_dict(), "aggregated"))
     x = torch.randn(2, 64, 8, 8)
     assert (grouped(x) - aggregated(x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("form", ["grouped", "concat", "aggregated"])
+def test_zero_init_residual_starts_the_block_as_identity(form):
+    block = make_block(form, in_channels=256)  # identity shortcut
+    x = torch.randn(2, 256, 8, 8)
+    assert not torch.allclose(block(x), torch.relu(x))
+    block.zero_init_residual_()
+    torch.testing.assert_close(block(x), torch.relu(x), rtol=0, atol=0)
+
+
+def test_zero_init_residual_needs_a_learnable_norm():
+    with pytest.raises(ValueError, match="learnable scale .* FrozenBatchNorm2d"):
+        make_block("grouped", norm="FrozenBN").zero_init_residual_()

@@ -1,0 +1,86 @@
+"""Stage 2's data path with proposal stores: each image's proposals are read in the mapper.
+
+detectron2 puts precomputed proposals into the dataset dicts before the loader starts; here the
+dicts stay small and ``ProposalStoreMapper`` adds one image's proposals (``proposal_boxes``,
+``proposal_objectness_logits``, ``proposal_bbox_mode``, the keys detectron2's ``DatasetMapper``
+consumes) just before mapping it. ``build_store_train_loader`` / ``build_store_test_loader`` are
+the trainer's loaders when ``PROPOSALS.STORE_DIR`` is set.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from detectron2.data import (
+    DatasetMapper,
+    build_detection_test_loader,
+    build_detection_train_loader,
+    get_detection_dataset_dicts,
+)
+
+from .proposal_store import ProposalStore, proposal_store_path
+from .proposals import ProposalFileError
+
+__all__ = ["ProposalStoreMapper", "build_store_test_loader", "build_store_train_loader", "open_stores"]
+
+
+def open_stores(store_dir: str | Path, dataset_names) -> list[ProposalStore]:
+    """Open ``store_dir/proposals_<name>`` for each dataset (``ProposalFileError`` if absent)."""
+    stores = []
+    for name in dataset_names:
+        path = proposal_store_path(store_dir, name)
+        if not path.is_dir():
+            raise ProposalFileError(
+                f"proposal store {path} not found (PROPOSALS.STORE_DIR {str(store_dir)!r}): "
+                "run tools/train_rpn.py with this dataset in its config"
+            )
+        stores.append(ProposalStore(path))
+    return stores
+
+
+class ProposalStoreMapper(DatasetMapper):
+    """``DatasetMapper`` that first looks the image's proposals up in the stores."""
+
+    def __init__(self, cfg, is_train: bool, stores: list[ProposalStore]):
+        if not cfg.MODEL.LOAD_PROPOSALS:
+            raise ValueError("ProposalStoreMapper needs MODEL.LOAD_PROPOSALS True (a Fast R-CNN config)")
+        super().__init__(cfg, is_train)
+        self.stores = stores
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        image_id = dataset_dict["image_id"]
+        for store in self.stores:
+            if image_id in store:
+                boxes, logits = store.get(image_id)
+                break
+        else:
+            raise ProposalFileError(
+                f"image id {image_id!r} ({dataset_dict.get('file_name')}) has no proposals in "
+                f"{', '.join(str(s.path) for s in self.stores)}"
+            )
+        dataset_dict = copy.copy(dataset_dict)  # the loader's dict is shared between epochs
+        dataset_dict["proposal_boxes"] = boxes
+        dataset_dict["proposal_objectness_logits"] = logits
+        dataset_dict["proposal_bbox_mode"] = store.meta["bbox_mode"]
+        return super().__call__(dataset_dict)
+
+
+def build_store_train_loader(cfg):
+    """detectron2's train loader over DATASETS.TRAIN, proposals from ``PROPOSALS.STORE_DIR``."""
+    stores = open_stores(cfg.PROPOSALS.STORE_DIR, cfg.DATASETS.TRAIN)
+    dataset = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        proposal_files=None,  # the point: proposals stay on disk until the mapper needs them
+    )
+    return build_detection_train_loader(cfg, mapper=ProposalStoreMapper(cfg, True, stores), dataset=dataset)
+
+
+def build_store_test_loader(cfg, dataset_name: str):
+    """detectron2's test loader over one dataset, proposals from ``PROPOSALS.STORE_DIR``."""
+    stores = open_stores(cfg.PROPOSALS.STORE_DIR, [dataset_name])
+    dataset = get_detection_dataset_dicts([dataset_name], filter_empty=False, proposal_files=None)
+    return build_detection_test_loader(
+        dataset, mapper=ProposalStoreMapper(cfg, False, stores), num_workers=cfg.DATALOADER.NUM_WORKERS
+    )
