@@ -199,3 +199,11 @@ def test_pretrain_checkpoint_converts_for_the_demo_detector(tmp_path):
     tiny.merge_from_file(get_config_file("demo/faster_rcnn_tiny_C4.yaml"))
     tiny.MODEL.RESNEXT.BLOCK_FORM = "aggregated"
     check_weights_fit(build_model(tiny), converted["model"])
+    # stage 1's ProposalNetwork has no res5 head: the same file fits it (the paper starts both
+    # stages from the ImageNet weights), but a missing backbone tensor still does not
+    tiny.MODEL.META_ARCHITECTURE = "ProposalNetwork"
+    rpn = build_model(tiny)
+    check_weights_fit(rpn, converted["model"])
+    without_stem = {k: v for k, v in converted["model"].items() if not k.startswith("backbone.stem.")}
+    with pytest.raises(WeightsMismatchError, match="missing from the file, first: backbone.stem"):
+        check_weights_fit(rpn, without_stem)
