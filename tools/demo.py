@@ -82,8 +82,16 @@ def run_pipeline(args) -> dict:
     if args.overwrite:
         for sub in STAGE_DIRS:  # only what the demo itself writes
             shutil.rmtree(out / sub, ignore_errors=True)
-        (out / "demo_results.json").unlink(missing_ok=True)
+        for name in ("demo_results.json", "demo_detections.png", "variant.txt"):
+            (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
+    variant, variant_file = ("quick" if args.quick else "full"), out / "variant.txt"
+    if variant_file.is_file() and variant_file.read_text().strip() != variant:
+        sys.exit(
+            f"error: {out} holds the {variant_file.read_text().strip()!r} demo, whose stages would be "
+            f"kept; pass --overwrite to redo them as {variant!r}, or another --output-dir"
+        )
+    variant_file.write_text(variant + "\n")
     quick = QUICK if args.quick else dict.fromkeys(QUICK, [])
     gpus = ["--num-gpus", str(args.num_gpus)]
 

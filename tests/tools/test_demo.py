@@ -42,3 +42,7 @@ def test_quick_demo_pipeline(tmp_path):
     assert again.stdout.count(": kept ") == 6
     rerun = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert rerun["bbox"] == results["bbox"] and rerun["seconds"] == {}
+    # the full demo does not silently keep the quick variant's stages
+    full = [sys.executable, "tools/demo.py", "--output-dir", str(tmp_path / "demo")]
+    mixed = subprocess.run(full, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert mixed.returncode != 0 and "holds the 'quick' demo" in mixed.stderr
