@@ -2,7 +2,7 @@
 """README command 1: the paper's whole detection pipeline on the generated demo data, on a CPU.
 
   python tools/demo.py                  # about 7 minutes on 2 cores; results in output/demo
-  python tools/demo.py --quick          # the smaller variant the test suite runs (about 4 minutes)
+  python tools/demo.py --quick          # the smaller variant the test suite runs (about 5 minutes)
 
 Each stage is one of the project's tools, run as a user runs it (the command is printed first):
 
