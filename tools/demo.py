@@ -59,8 +59,7 @@ def parse_args(argv=None):
 class Stage:
     """Runs one tool in a subprocess, unless its result file already exists."""
 
-    def __init__(self, output_dir: Path):
-        self.output_dir = output_dir
+    def __init__(self):
         self.seconds: dict[str, float] = {}
 
     def __call__(self, name: str, result: Path, command: list[str]) -> None:
@@ -100,7 +99,7 @@ def run_pipeline(args) -> dict:
 
     generate_demo_dataset()
     classification_root = generate_demo_classification()
-    stage = Stage(out)
+    stage = Stage()
 
     pretrain_dir = out / "pretrain"
     stage(

@@ -179,9 +179,8 @@ def generate_demo_classification(
             folder = root / split / name
             if folder.is_dir() and len(list(folder.glob("*.png"))) == count:
                 continue
-            rng = np.random.default_rng(
-                [seed, split_index, label]
-            )  # a folder's images don't depend on others
+            # seeded per folder: regenerating one folder does not change the others
+            rng = np.random.default_rng([seed, split_index, label])
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 target = folder / f"{i:05d}.png"

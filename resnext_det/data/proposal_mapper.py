@@ -51,8 +51,9 @@ class ProposalStoreMapper(DatasetMapper):
     def __call__(self, dataset_dict: dict) -> dict:
         image_id = dataset_dict["image_id"]
         for store in self.stores:
-            if image_id in store:
-                boxes, logits = store.get(image_id)
+            found = store.find(image_id)
+            if found is not None:
+                boxes, logits = found
                 break
         else:
             raise ProposalFileError(

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 from detectron2.structures import BoxMode
 
-from .proposals import ProposalFileError
+from .proposals import ProposalFileError, check_ids_cover
 
 __all__ = [
     "ProposalStore",
+    "check_store_covers",
     "proposal_store_path",
     "write_proposal_store",
 ]
@@ -63,7 +64,7 @@ def write_proposal_store(path: str | os.PathLike, proposals: dict, dataset_name:
         "ids": np.asarray([ids[i] for i in order]),
         "offsets": np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
     }
-    if arrays["ids"].dtype.kind not in "iu" and arrays["ids"].dtype.kind != "U":
+    if arrays["ids"].dtype.kind not in "iuU":
         arrays["ids"] = arrays["ids"].astype(str)
     meta = {
         "format": _FORMAT,
@@ -178,15 +179,29 @@ class ProposalStore:
     def __contains__(self, image_id) -> bool:
         return self._row(image_id) is not None
 
-    def get(self, image_id) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes float32 (N, 4) XYXY_ABS, objectness logits float32 (N,)) of one image."""
+    def find(self, image_id) -> tuple[np.ndarray, np.ndarray] | None:
+        """(boxes float32 (N, 4) XYXY_ABS, objectness logits float32 (N,)) of one image, or None."""
         row = self._row(image_id)
         if row is None:
-            raise KeyError(f"image id {image_id!r} has no proposals in {self.path}")
+            return None
         arrays = self._open()
         start, stop = int(arrays["offsets"][row]), int(arrays["offsets"][row + 1])
         return np.array(arrays["boxes"][start:stop]), np.array(arrays["objectness_logits"][start:stop])
 
+    def get(self, image_id) -> tuple[np.ndarray, np.ndarray]:
+        """Like ``find``, but an image without proposals is a ``KeyError``."""
+        found = self.find(image_id)
+        if found is None:
+            raise KeyError(f"image id {image_id!r} has no proposals in {self.path}")
+        return found
+
     def missing(self, image_ids) -> list:
         """The ids among ``image_ids`` that the store lacks."""
         return [i for i in image_ids if i not in self]
+
+
+def check_store_covers(path: str | os.PathLike, dataset_name: str) -> ProposalStore:
+    """Every image of ``dataset_name`` must have proposals in the store; return it, opened."""
+    store = ProposalStore(path)
+    check_ids_cover(path, dataset_name, store.__contains__)
+    return store

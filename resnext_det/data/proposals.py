@@ -34,6 +34,7 @@ __all__ = [
     "collect_proposals",
     "write_proposal_file",
     "read_proposal_file",
+    "check_ids_cover",
     "check_proposals_cover",
 ]
 
@@ -131,16 +132,22 @@ def read_proposal_file(path: str | os.PathLike) -> dict:
     return content
 
 
-def check_proposals_cover(path: str | os.PathLike, dataset_name: str) -> dict:
-    """Every image of ``dataset_name`` must have proposals in ``path``; return the file content."""
-    content = read_proposal_file(path)
+def check_ids_cover(path: str | os.PathLike, dataset_name: str, has_image) -> None:
+    """Every image of ``dataset_name`` must satisfy ``has_image(image_id)`` (proposals in ``path``,
+    a pickle or a store), or ``ProposalFileError`` names the file and the first missing ids."""
     dataset_ids = [record["image_id"] for record in DatasetCatalog.get(dataset_name)]
-    available = {str(i) for i in content["ids"]}
-    missing = [i for i in dataset_ids if str(i) not in available]
+    missing = [i for i in dataset_ids if not has_image(i)]
     if missing:
         raise ProposalFileError(
             f"{path} has no proposals for {len(missing)} of the {len(dataset_ids)} images of "
             f"{dataset_name} (e.g. image ids {missing[:5]}): it was written for another dataset or "
             "is incomplete; re-run tools/train_rpn.py with this dataset in its config"
         )
+
+
+def check_proposals_cover(path: str | os.PathLike, dataset_name: str) -> dict:
+    """Every image of ``dataset_name`` must have proposals in ``path``; return the file content."""
+    content = read_proposal_file(path)
+    available = {str(i) for i in content["ids"]}
+    check_ids_cover(path, dataset_name, lambda image_id: str(image_id) in available)
     return content

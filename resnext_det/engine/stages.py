@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, build_detection_test_loader
+from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
 
 from ..data.coco import check_dataset_files, register_datasets_from_args
-from ..data.proposal_store import ProposalStore, proposal_store_path, write_proposal_store
+from ..data.proposal_store import check_store_covers, proposal_store_path, write_proposal_store
 from ..data.proposals import (
     ProposalFileError,
     check_proposals_cover,
@@ -105,16 +105,6 @@ def report_proposal_recall(cfg, results: dict) -> dict:
     return recall
 
 
-def _check_store_covers(path: Path, dataset_name: str) -> None:
-    missing = ProposalStore(path).missing(r["image_id"] for r in DatasetCatalog.get(dataset_name))
-    if missing:
-        raise ProposalFileError(
-            f"{path} has no proposals for {len(missing)} images of {dataset_name} (e.g. image ids "
-            f"{missing[:5]}): it was written for another dataset or is incomplete; re-run "
-            "tools/train_rpn.py with this dataset in its config"
-        )
-
-
 def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> dict[str, str]:
     """{dataset: stage 1's store or file} for DATASETS.TRAIN and TEST (only TEST with
     ``test_only``), after checking that each exists, is well-formed and covers every image.
@@ -125,7 +115,7 @@ def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> 
     names = list(dict.fromkeys(cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)))
     if all(proposal_store_path(proposals_dir, n).is_dir() for n in names):
         for name in names:
-            _check_store_covers(proposal_store_path(proposals_dir, name), name)
+            check_store_covers(proposal_store_path(proposals_dir, name), name)
         return {name: str(proposal_store_path(proposals_dir, name)) for name in names}
     files = {}
     for name in names:

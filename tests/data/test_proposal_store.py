@@ -157,3 +157,17 @@ def test_mapper_names_an_image_without_proposals(demo_root, tmp_path):
     mapper = ProposalStoreMapper(cfg, False, open_stores(tmp_path, ["resnext_demo_val"]))
     with pytest.raises(ProposalFileError, match=f"image id {records[0]['image_id']} .* has no proposals"):
         mapper(records[0])
+
+
+def test_coverage_check_names_the_images_a_store_lacks(demo_root, tmp_path):
+    from resnext_det.data.proposal_store import check_store_covers
+
+    ids = [r["image_id"] for r in DatasetCatalog.get("resnext_demo_val")]
+    path = write_proposal_store(tmp_path / "s", random_proposals(ids[2:]))
+    with pytest.raises(
+        ProposalFileError,
+        match=rf"no proposals for 2 of the {len(ids)} images of resnext_demo_val .*\[1, 2\]",
+    ):
+        check_store_covers(path, "resnext_demo_val")
+    write_proposal_store(path, random_proposals(ids))
+    assert len(check_store_covers(path, "resnext_demo_val")) == len(ids)

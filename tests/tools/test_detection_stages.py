@@ -30,35 +30,34 @@ def run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
+def train_both_stages(tmp_path, *flags: str):
+    """train_rpn.py, then train_fast_rcnn.py on its proposals, as a user runs them; both must succeed."""
     rpn_out, frcn_out = tmp_path / "rpn", tmp_path / "frcn"
     rpn = run(
         tmp_path,
         "tools/train_rpn.py",
         "--config-file",
         "configs/demo/rpn_tiny_C4.yaml",
+        *flags,
         *SMALL,
         "OUTPUT_DIR",
         str(rpn_out),
     )
     assert rpn.returncode == 0, rpn.stderr[-3000:]
+    stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(rpn_out)]
+    frcn = run(tmp_path, "tools/train_fast_rcnn.py", *stage2, *flags, *SMALL, "OUTPUT_DIR", str(frcn_out))
+    assert frcn.returncode == 0, frcn.stderr[-3000:]
+    assert (frcn_out / "model_final.pth").is_file()
+    assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
+    return rpn_out, frcn_out, stage2
+
+
+def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
+    rpn_out, frcn_out, stage2 = train_both_stages(tmp_path)
     recall = json.loads((rpn_out / "proposal_recall.json").read_text())
     assert set(recall["resnext_demo_val"]) == {"AR@100", "AR@1000"}
     assert (rpn_out / "proposals_resnext_demo_val.pkl").is_file()
     assert (rpn_out / "proposals_resnext_demo_val" / "boxes.npy").is_file()  # the store stage 2 reads
-    stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(rpn_out)]
-
-    frcn = run(
-        tmp_path,
-        "tools/train_fast_rcnn.py",
-        *stage2,
-        *SMALL,
-        "OUTPUT_DIR",
-        str(frcn_out),
-    )
-    assert frcn.returncode == 0, frcn.stderr[-3000:]
-    assert (frcn_out / "model_final.pth").is_file()
-    assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
 
     # evaluation on the test set: table and strict JSON with per-category AP
     weights = ["MODEL.WEIGHTS", str(frcn_out / "model_final.pth")]
@@ -119,37 +118,9 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
 
 def test_both_stages_on_two_cpu_processes(tmp_path):
     """--num-gpus 2 on a CPU machine: two gloo processes train, gather proposals and evaluate."""
-    rpn_out, frcn_out = tmp_path / "rpn", tmp_path / "frcn"
-    rpn = run(
-        tmp_path,
-        "tools/train_rpn.py",
-        "--config-file",
-        "configs/demo/rpn_tiny_C4.yaml",
-        "--num-gpus",
-        "2",
-        *SMALL,
-        "OUTPUT_DIR",
-        str(rpn_out),
-    )
-    assert rpn.returncode == 0, rpn.stderr[-3000:]
-    # each process saw half of the images; the written store has every one exactly once
     from resnext_det.data.proposal_store import ProposalStore
 
+    rpn_out, _, _ = train_both_stages(tmp_path, "--num-gpus", "2")
+    # each process saw half of the images; the written store has every one exactly once
     store = ProposalStore(rpn_out / "proposals_resnext_demo_val")
     assert sorted(store.ids().tolist()) == list(range(1, 41))
-    frcn = run(
-        tmp_path,
-        "tools/train_fast_rcnn.py",
-        "--config-file",
-        "configs/demo/fast_rcnn_tiny_C4.yaml",
-        "--proposals",
-        str(rpn_out),
-        "--num-gpus",
-        "2",
-        *SMALL,
-        "OUTPUT_DIR",
-        str(frcn_out),
-    )
-    assert frcn.returncode == 0, frcn.stderr[-3000:]
-    assert (frcn_out / "model_final.pth").is_file()
-    assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
