@@ -34,7 +34,7 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={
-        "test": ["pytest>=7", "timm"],
-        "dev": ["pytest>=7", "timm", "ruff"],
+        "test": ["pytest>=7", "timm", "hypothesis>=6"],
+        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff"],
     },
 )

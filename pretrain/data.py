@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from resnext_det.errors import ImageFileError, ResNeXtDetError
+
 import torch
 from detectron2.utils import comm
 from PIL import Image, UnidentifiedImageError
@@ -21,7 +23,7 @@ __all__ = ["DatasetLayoutError", "ImageFolderDataset", "scan_split", "build_load
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
 
-class DatasetLayoutError(RuntimeError):
+class DatasetLayoutError(ResNeXtDetError, RuntimeError):
     """The dataset folder is not the layout the recipe expects; the message says what is."""
 
 
@@ -71,7 +73,10 @@ class ImageFolderDataset(Dataset):
             with Image.open(path) as image:
                 image = image.convert("RGB")
         except (OSError, UnidentifiedImageError) as e:
-            raise RuntimeError(f"cannot read image {path}: {e}") from None
+            raise ImageFileError(
+                f"cannot read image {path} ({type(e).__name__}: {e}): the file is missing, truncated "
+                "or not an image; replace it or remove it from the dataset folder"
+            ) from None
         return self.transform(image), label
 
 

@@ -19,12 +19,13 @@ import time
 from contextlib import nullcontext
 
 from resnext_det.checkpoint import WeightsMismatchError, describe_mismatches, load_classifier_state_dict
+from resnext_det.checkpoint.safe_checkpointer import SafeCheckpointer
 from resnext_det.config import resnext_template_from_cfg
+from resnext_det.errors import diverged
 from resnext_det.modeling import resnext
 
 import numpy as np
 import torch
-from detectron2.checkpoint import Checkpointer
 from detectron2.engine import SimpleTrainer, create_ddp_model, hooks
 from detectron2.solver import LRMultiplier
 from detectron2.utils import comm
@@ -149,6 +150,8 @@ class ClassificationTrainer(SimpleTrainer):
             logits = self.model(images)
         loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
+        # before the update: a non-finite loss stops training with the weights still finite
+        self._write_metrics({"loss_cls": loss.detach()}, data_time)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -156,7 +159,6 @@ class ClassificationTrainer(SimpleTrainer):
         else:
             loss.backward()
             self.optimizer.step()
-        self._write_metrics({"loss_cls": loss.detach()}, data_time)
 
 
 @torch.no_grad()
@@ -182,9 +184,9 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
     }
 
 
-class MetadataCheckpointer(Checkpointer):
-    """detectron2's ``Checkpointer`` that stores ``checkpoint_metadata`` and the number of
-    completed epochs in every file."""
+class MetadataCheckpointer(SafeCheckpointer):
+    """The atomic, weights-only ``SafeCheckpointer`` that stores ``checkpoint_metadata`` and the
+    number of completed epochs in every file."""
 
     def __init__(self, model, save_dir, metadata, iters_per_epoch, **checkpointables):
         super().__init__(model, save_dir, save_to_disk=comm.is_main_process(), **checkpointables)
@@ -313,5 +315,8 @@ def train(cfg, resume: bool = False) -> dict[str, float]:
             ),
         ]
     )
-    trainer.train(start_iter, max_iter)
+    try:
+        trainer.train(start_iter, max_iter)
+    except FloatingPointError as e:
+        raise diverged(e, trainer.iter, checkpointer.get_checkpoint_file()) from None
     return last

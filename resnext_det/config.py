@@ -55,6 +55,12 @@ def add_resnext_config(cfg: CN) -> CN:
     # or the worker count. Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles, loaded whole.
     # tools/train_fast_rcnn.py sets it when stage 1 wrote stores (it does by default).
     _C.PROPOSALS.STORE_DIR = ""
+
+    # Deterministic mode (next to detectron2's SEED): torch.use_deterministic_algorithms, cuDNN
+    # without autotuning. With a fixed SEED two runs on the same machine and software give the
+    # same weights and metrics (tested on CPUs). On GPUs a few ops (RoIAlign's backward) have no
+    # deterministic kernel; they warn and stay non-deterministic.
+    _C.DETERMINISTIC = False
     return cfg
 
 

@@ -6,6 +6,8 @@ template ("depth, C x d, form, norm") the same way, with errors that name the ba
 
 from __future__ import annotations
 
+from .errors import ResNeXtDetError
+
 __all__ = [
     "BLOCK_FORMS",
     "NORMS",
@@ -25,7 +27,7 @@ STAGE_NAMES = ("res2", "res3", "res4", "res5")
 NORMS = ("BN", "FrozenBN", "SyncBN", "GN", "")
 
 
-class TemplateError(ValueError):
+class TemplateError(ResNeXtDetError, ValueError):
     """A bad template value; ``argument`` names it (``"depth"``, ``"cardinality"`` ...)."""
 
     def __init__(self, argument: str, message: str):

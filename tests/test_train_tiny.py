@@ -49,8 +49,10 @@ def test_training_changes_weights_and_lowers_the_loss(trained):
     cfg, trainer, before = trained
     losses = [v for v, _ in trainer.storage.history("total_loss").values()]
     assert len(losses) == ITERATIONS and all(math.isfinite(v) for v in losses)
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < 0.8 * first, (first, last)
+    # the RPN's objectness loss is the steady signal this early (the box head's swings by 3x)
+    rpn = [v for v, _ in trainer.storage.history("loss_rpn_cls").values()]
+    first, last = sum(rpn[:5]) / 5, sum(rpn[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
     after = trainer.model.state_dict()
     assert not torch.equal(before["backbone.res4.0.conv2.weight"], after["backbone.res4.0.conv2.weight"])
     assert not torch.equal(before["roi_heads.res5.2.conv3.weight"], after["roi_heads.res5.2.conv3.weight"])
@@ -77,7 +79,13 @@ def test_coco_evaluation_runs_with_pycocotools(trained):
     cfg, trainer, _ = trained
     evaluator = ResNeXtTrainer.build_evaluator(cfg, "resnext_demo_val")
     loader = ResNeXtTrainer.build_test_loader(cfg, "resnext_demo_val")
-    results = inference_on_dataset(trainer.model, loader, evaluator)
+    # every box kept: after 30 iterations few scores pass the usual 0.05, and pycocotools only
+    # reports per-class AP when there are detections to match
+    trainer.model.roi_heads.box_predictor.test_score_thresh = 0.0
+    try:
+        results = inference_on_dataset(trainer.model, loader, evaluator)
+    finally:
+        trainer.model.roi_heads.box_predictor.test_score_thresh = cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "AP-square", "AP-disc", "AP-triangle"}
     assert 0 <= results["bbox"]["AP50"] <= 100
     assert MetadataCatalog.get("resnext_demo_val").thing_classes == ["square", "disc", "triangle"]

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python tools/demo.py` from a checkout finds resnext_det
 
+from resnext_det.atomic_files import atomic_write_json  # noqa: E402
 from resnext_det.data.demo_dataset import generate_demo_classification, generate_demo_dataset  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "demo"
@@ -173,7 +174,7 @@ def summarize(out: Path, seconds: dict, quick: bool) -> dict:
         "seconds": seconds,
         "pictures": str(out / "vis"),
     }
-    (out / "demo_results.json").write_text(json.dumps(results, indent=1))
+    atomic_write_json(out / "demo_results.json", results, indent=1)
     print("\n== demo results (held-out val split, 40 images)")
     print("| pretrain top-1 err | RPN AR@100 | AP | AP50 | AP75 | APs | APm | square | disc | triangle |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

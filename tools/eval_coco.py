@@ -13,16 +13,18 @@ Results: OUTPUT_DIR/coco_eval.json (and detectron2's coco_instances_results.json
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
-from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
-from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight, results_by_dataset
+from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
+from resnext_det.engine.cli import run_tool
+from resnext_det.engine.stages import preflight, results_by_dataset
 from resnext_det.engine.two_stage import TwoStagePredictor
+from resnext_det.errors import ResNeXtDetError, user_error_message
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
@@ -61,7 +63,7 @@ def evaluate(args) -> dict:
     results = results_by_dataset(cfg, results)
     if comm.is_main_process():
         # strict JSON: a metric that cannot be computed (no objects of that size) is null, not NaN
-        Path(cfg.OUTPUT_DIR, "coco_eval.json").write_text(json.dumps(_nan_to_none(results), indent=2))
+        atomic_write_json(Path(cfg.OUTPUT_DIR, "coco_eval.json"), _nan_to_none(results))
         for name, r in results.items():
             box = r["bbox"]
             print(
@@ -75,9 +77,7 @@ def draw(args) -> list[Path]:
     rpn_dir = Path(args.proposals)
     for required in ("config.yaml", "model_final.pth"):
         if not (rpn_dir / required).is_file():
-            raise FileNotFoundError(
-                f"{rpn_dir / required} not found: --proposals must be stage 1's OUTPUT_DIR"
-            )
+            raise ResNeXtDetError(f"{rpn_dir / required} not found: --proposals must be stage 1's OUTPUT_DIR")
     frcn_cfg = setup_cfg(args.config_file, args.opts)
     rpn_cfg = setup_cfg(
         str(rpn_dir / "config.yaml"),
@@ -91,9 +91,11 @@ def draw(args) -> list[Path]:
         metadata = MetadataCatalog.get(frcn_cfg.DATASETS.TEST[0])
         if not hasattr(metadata, "thing_classes"):
             DatasetCatalog.get(frcn_cfg.DATASETS.TEST[0])
+    if not Path(args.images).is_dir():
+        raise ResNeXtDetError(f"--images {args.images} is not a folder of images")
     images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {args.images}")
+        raise ResNeXtDetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in --images {args.images}")
     output = Path(args.output or "vis")
     output.mkdir(parents=True, exist_ok=True)
     written, detections = [], {}
@@ -117,7 +119,7 @@ def draw(args) -> list[Path]:
                 instances.pred_boxes.tensor, instances.scores, instances.pred_classes, strict=True
             )
         ]
-    (output / "detections.json").write_text(json.dumps(detections, indent=1))
+    atomic_write_json(output / "detections.json", detections, indent=1)
     print(f"drew {len(written)} images into {output}")
     return written
 
@@ -129,11 +131,12 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    try:
-        if args.images:
+    if args.images:  # one process draws
+        try:
             register_datasets_from_args(args)
             sys.exit(0 if draw(args) else 1)
-        preflight(args, args.proposals, test_only=True)
-    except PREFLIGHT_ERRORS as e:
-        sys.exit(f"error: {e}")
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+        except Exception as e:
+            if user_error_message(e) is None:
+                raise
+            sys.exit(f"error: {user_error_message(e)}")
+    run_tool(main, args, preflight=lambda: preflight(args, args.proposals, test_only=True))

@@ -11,7 +11,6 @@ The output's ``model_final.pth`` converts to detection weights with tools/conver
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -19,22 +18,38 @@ import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from pretrain.config import get_pretrain_cfg
 from pretrain.data import build_datasets
 from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
-from resnext_det.engine import launch
+from resnext_det.atomic_files import atomic_write_json
+from resnext_det.engine.cli import check_device, run_tool
+from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
+from resnext_det.engine.output_dir import add_overwrite_argument, prepare_output_dir
 
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 
-def setup(args):
+def load_cfg(args):
     cfg = get_pretrain_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    merge_config(cfg, args.config_file, args.opts)
     cfg.freeze()
+    return cfg
+
+
+def setup(args):
+    cfg = load_cfg(args)
     default_setup(cfg, args)
+    apply_deterministic_mode(cfg)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pretrain")
     return cfg
+
+
+def preflight(args) -> None:
+    """The config, device, ImageNet folder layout and OUTPUT_DIR, before any worker starts."""
+    cfg = load_cfg(args)
+    check_device(cfg.MODEL.DEVICE)
+    build_datasets(cfg, with_train=not args.eval_only)
+    if not args.eval_only:
+        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
 
 
 def main(args):
@@ -54,11 +69,11 @@ def main(args):
             results["top1_err"],
             results["top5_err"],
         )
-        with open(os.path.join(cfg.OUTPUT_DIR, "final_metrics.json"), "w") as f:
-            json.dump({**results, "crop": cfg.TEST.CROP_SIZE, "resize": cfg.TEST.RESIZE}, f)
+        final = {**results, "crop": cfg.TEST.CROP_SIZE, "resize": cfg.TEST.RESIZE}
+        atomic_write_json(os.path.join(cfg.OUTPUT_DIR, "final_metrics.json"), final)
     return results
 
 
 if __name__ == "__main__":
-    args = default_argument_parser(epilog=__doc__).parse_args()
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    args = add_overwrite_argument(default_argument_parser(epilog=__doc__)).parse_args()
+    run_tool(main, args, preflight=lambda: preflight(args))

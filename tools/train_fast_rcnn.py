@@ -12,18 +12,19 @@ backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN: no feature shar
 from __future__ import annotations
 
 import functools
-import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
-from resnext_det.engine import attach_proposal_files, launch, setup_cfg, train_stage
-from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight
+from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
+from resnext_det.engine.cli import run_tool
+from resnext_det.engine.output_dir import add_overwrite_argument
+from resnext_det.engine.stages import preflight
 
 from detectron2.engine import default_argument_parser
 
 
 def parse_args():
-    parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
+    parser = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__)))
     parser.add_argument("--proposals", required=True, help="stage 1's output directory")
     return parser.parse_args()
 
@@ -38,8 +39,4 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    try:
-        preflight(args, args.proposals)
-    except PREFLIGHT_ERRORS as e:
-        sys.exit(f"error: {e}")
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    run_tool(main, args, preflight=lambda: preflight(args, args.proposals))

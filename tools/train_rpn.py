@@ -12,12 +12,12 @@ PROPOSALS.TEST_POST_NMS_TOPK), for tools/train_fast_rcnn.py --proposals OUTPUT_D
 
 from __future__ import annotations
 
-import sys
-
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
-from resnext_det.engine import dump_proposals, launch, setup_cfg, train_stage
-from resnext_det.engine.stages import PREFLIGHT_ERRORS, preflight, report_proposal_recall
+from resnext_det.engine import dump_proposals, setup_cfg, train_stage
+from resnext_det.engine.cli import run_tool
+from resnext_det.engine.output_dir import add_overwrite_argument
+from resnext_det.engine.stages import preflight, report_proposal_recall
 
 from detectron2.engine import default_argument_parser
 
@@ -32,9 +32,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = add_dataset_argument(default_argument_parser(epilog=__doc__)).parse_args()
-    try:
-        preflight(args)
-    except PREFLIGHT_ERRORS as e:
-        sys.exit(f"error: {e}")
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    args = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__))).parse_args()
+    run_tool(main, args, preflight=lambda: preflight(args))

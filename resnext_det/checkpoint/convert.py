@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ResNeXtDetError
 from ..modeling.block_forms import detect_block_form
 from ..template import STAGE_BLOCKS
 
@@ -43,7 +44,7 @@ IMAGENET_INPUT = {
 }
 
 
-class WeightsMismatchError(ValueError):
+class WeightsMismatchError(ResNeXtDetError, ValueError):
     """A weights file does not fit the model it is meant for."""
 
 

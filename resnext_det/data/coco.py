@@ -2,20 +2,46 @@
 
 detectron2 registers the COCO 2014 names the paper needs (``coco_2014_train``,
 ``coco_2014_valminusminival``, ``coco_2014_minival``) under ``$DETECTRON2_DATASETS/coco``, but a
-missing file only surfaces when the loader opens it, deep in a trainer. ``check_dataset_files``
-names the dataset, the missing path and the expected layout before anything starts.
+missing file, a malformed json or a missing image only surfaces when the loader reaches it,
+deep in a trainer (a ``KeyError`` from pycocotools, hours into a run), and some mistakes never
+surface (a box of negative size is silently dropped). ``check_dataset_files`` reads every json
+before anything starts and names the dataset, the file, the entry and what was expected:
+
+* the json parses, and has ``images`` and ``categories`` lists (``annotations`` may be absent);
+* every image has a unique ``id``, a ``file_name`` and positive ``height``/``width``, and the file
+  exists under the image root;
+* every annotation has a unique ``id``, an ``image_id`` and ``category_id`` that exist, and a
+  ``bbox`` of four finite numbers with non-negative width and height.
+
+``--dataset`` registrations load through ``load_checked_coco_json``, which runs the same checks
+and turns any other failure of detectron2's loader into an ``AnnotationFileError``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 from pathlib import Path
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import register_coco_instances
+from detectron2.data.datasets import load_coco_json
 
-__all__ = ["DatasetFileError", "add_dataset_argument", "register_datasets_from_args", "check_dataset_files"]
+from ..errors import ImageFileError, ResNeXtDetError
+
+__all__ = [
+    "AnnotationFileError",
+    "DatasetFileError",
+    "add_dataset_argument",
+    "check_coco_content",
+    "check_dataset_files",
+    "check_images_exist",
+    "load_checked_coco_json",
+    "read_coco_json",
+    "register_checked_coco",
+    "register_datasets_from_args",
+]
 
 _COCO_LAYOUT = (
     "COCO 2014 as detectron2 expects it: $DETECTRON2_DATASETS/coco/{train2014,val2014}/ and "
@@ -24,8 +50,129 @@ _COCO_LAYOUT = (
 )
 
 
-class DatasetFileError(FileNotFoundError):
+class DatasetFileError(ResNeXtDetError, FileNotFoundError):
     """A registered dataset's annotation file or image folder is missing."""
+
+
+class AnnotationFileError(ResNeXtDetError, ValueError):
+    """A COCO json that does not parse or breaks the format (see the module docstring)."""
+
+
+def read_coco_json(json_file: str | os.PathLike) -> dict:
+    """Parse and check a COCO json (``AnnotationFileError`` naming the file and the entry)."""
+    try:
+        content = json.loads(Path(json_file).read_bytes())
+    except FileNotFoundError:
+        raise DatasetFileError(f"annotation file {json_file} does not exist") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise AnnotationFileError(
+            f"{json_file} is not valid JSON ({e}); is it complete (not truncated by a copy)?"
+        ) from None
+    check_coco_content(content, json_file)
+    return content
+
+
+def _fail(json_file, message: str):
+    raise AnnotationFileError(f"{json_file}: {message}; expected the COCO detection format (cocodataset.org)")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _check_unique_ids(json_file, entries: list, kind: str) -> set:
+    ids = set()
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "id" not in entry:
+            _fail(json_file, f"{kind}[{k}] is {str(entry)[:80]!r}, not an object with an 'id'")
+        image_id = entry["id"]
+        if not _is_id(image_id):
+            _fail(json_file, f"{kind}[{k}] has id {image_id!r}; ids must be integers or strings")
+        if image_id in ids:
+            _fail(json_file, f"{kind}[{k}] repeats id {image_id!r}; ids must be unique")
+        ids.add(image_id)
+    return ids
+
+
+def check_coco_content(content, json_file: str | os.PathLike = "<json>") -> None:
+    """The structural checks of the module docstring on a parsed COCO json."""
+    if not isinstance(content, dict):
+        _fail(json_file, f"the top level is a {type(content).__name__}, not an object")
+    for key in ("images", "categories"):
+        if not isinstance(content.get(key), list):
+            _fail(json_file, f"key {key!r} is missing or not a list (found keys {sorted(content)[:8]})")
+    annotations = content.get("annotations", [])
+    if not isinstance(annotations, list):
+        _fail(json_file, f"'annotations' is a {type(annotations).__name__}, not a list")
+    image_ids = _check_unique_ids(json_file, content["images"], "images")
+    category_ids = _check_unique_ids(json_file, content["categories"], "categories")
+    for k, image in enumerate(content["images"]):
+        if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            _fail(json_file, f"images[{k}] (id {image['id']!r}) has no 'file_name'")
+        for key in ("height", "width"):
+            value = image.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                _fail(
+                    json_file,
+                    f"images[{k}] ({image['file_name']}) has {key} {value!r}; expected a positive int",
+                )
+    _check_unique_ids(json_file, annotations, "annotations")
+    for k, annotation in enumerate(annotations):
+        where = f"annotations[{k}] (id {annotation['id']!r})"
+        if not _is_id(annotation.get("image_id")) or annotation["image_id"] not in image_ids:
+            _fail(
+                json_file,
+                f"{where} refers to image_id {annotation.get('image_id')!r}, which is not in 'images'",
+            )
+        if not _is_id(annotation.get("category_id")) or annotation["category_id"] not in category_ids:
+            _fail(
+                json_file,
+                f"{where} has category_id {annotation.get('category_id')!r}, which is not in 'categories' "
+                f"(known: {sorted(category_ids, key=str)[:10]})",
+            )
+        bbox = annotation.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            _fail(
+                json_file, f"{where} has bbox {bbox!r}; expected [x, y, width, height], four finite numbers"
+            )
+        if bbox[2] < 0 or bbox[3] < 0:
+            _fail(json_file, f"{where} has a box of negative size {bbox!r} ([x, y, width, height])")
+
+
+def check_images_exist(content: dict, image_root: str | os.PathLike, dataset_name: str) -> None:
+    missing = [
+        image["file_name"]
+        for image in content["images"]
+        if not Path(image_root, image["file_name"]).is_file()
+    ]
+    if missing:
+        raise ImageFileError(
+            f"dataset {dataset_name!r}: {len(missing)} of the {len(content['images'])} images of the json "
+            f"are not in {image_root} (e.g. {missing[:3]}); copy them there or fix the image root"
+        )
+
+
+def load_checked_coco_json(json_file: str, image_root: str, dataset_name: str) -> list[dict]:
+    """detectron2's ``load_coco_json`` after ``read_coco_json``'s checks; whatever else goes wrong
+    in it is an ``AnnotationFileError`` naming the file."""
+    read_coco_json(json_file)
+    try:
+        return load_coco_json(json_file, image_root, dataset_name)
+    except Exception as e:
+        raise AnnotationFileError(
+            f"{json_file}: detectron2's COCO loader failed ({type(e).__name__}: {str(e)[:200]}); "
+            "check the entries it names against the COCO detection format"
+        ) from None
+
+
+def register_checked_coco(name: str, json_file: str, image_root: str) -> None:
+    """``register_coco_instances`` with ``load_checked_coco_json`` as the loader."""
+    DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
 
 
 def add_dataset_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -45,13 +192,14 @@ def register_datasets_from_args(args) -> list[str]:
     names = []
     for name, json_file, image_root in getattr(args, "dataset", []) or []:
         if name not in DatasetCatalog.list():
-            register_coco_instances(name, {}, json_file, image_root)
+            register_checked_coco(name, json_file, image_root)
         names.append(name)
     return names
 
 
 def check_dataset_files(cfg) -> None:
-    """Every dataset of DATASETS.TRAIN/TEST must be registered and its files present."""
+    """Every dataset of DATASETS.TRAIN/TEST must be registered, its json well-formed (module
+    docstring) and every image it names present."""
     for name in dict.fromkeys((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
         if name not in DatasetCatalog.list():
             raise DatasetFileError(
@@ -69,3 +217,5 @@ def check_dataset_files(cfg) -> None:
             raise DatasetFileError(
                 f"dataset {name!r}: image folder {image_root} does not exist; expected {hint}"
             )
+        if json_file and image_root:
+            check_images_exist(read_coco_json(json_file), image_root, name)

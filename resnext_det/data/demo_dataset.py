@@ -193,9 +193,10 @@ def generate_demo_classification(
 def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:
     """Generate (if needed) and register the demo splits in detectron2's catalogs."""
     from detectron2.data import DatasetCatalog
-    from detectron2.data.datasets import register_coco_instances
+
+    from .coco import register_checked_coco
 
     for name, (json_file, image_root) in generate_demo_dataset(root).items():
         if name not in DatasetCatalog.list():
-            register_coco_instances(name, {}, json_file, image_root)
+            register_checked_coco(name, json_file, image_root)
     return list(DEMO_SPLITS)

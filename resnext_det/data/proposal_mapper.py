@@ -15,12 +15,13 @@ from pathlib import Path
 from detectron2.data import (
     DatasetMapper,
     build_detection_test_loader,
-    build_detection_train_loader,
     get_detection_dataset_dicts,
 )
 
+from .checked_mapper import ImageCheckingMapper
 from .proposal_store import ProposalStore, proposal_store_path
 from .proposals import ProposalFileError
+from .train_stream import build_resumable_train_loader
 
 __all__ = ["ProposalStoreMapper", "build_store_test_loader", "build_store_train_loader", "open_stores"]
 
@@ -68,14 +69,16 @@ class ProposalStoreMapper(DatasetMapper):
 
 
 def build_store_train_loader(cfg):
-    """detectron2's train loader over DATASETS.TRAIN, proposals from ``PROPOSALS.STORE_DIR``."""
+    """The resumable train loader over DATASETS.TRAIN, proposals from ``PROPOSALS.STORE_DIR``."""
     stores = open_stores(cfg.PROPOSALS.STORE_DIR, cfg.DATASETS.TRAIN)
     dataset = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
         proposal_files=None,  # the point: proposals stay on disk until the mapper needs them
     )
-    return build_detection_train_loader(cfg, mapper=ProposalStoreMapper(cfg, True, stores), dataset=dataset)
+    return build_resumable_train_loader(
+        cfg, mapper=ProposalStoreMapper(cfg, True, stores), dataset_dicts=dataset
+    )
 
 
 def build_store_test_loader(cfg, dataset_name: str):
@@ -83,5 +86,7 @@ def build_store_test_loader(cfg, dataset_name: str):
     stores = open_stores(cfg.PROPOSALS.STORE_DIR, [dataset_name])
     dataset = get_detection_dataset_dicts([dataset_name], filter_empty=False, proposal_files=None)
     return build_detection_test_loader(
-        dataset, mapper=ProposalStoreMapper(cfg, False, stores), num_workers=cfg.DATALOADER.NUM_WORKERS
+        dataset,
+        mapper=ImageCheckingMapper(ProposalStoreMapper(cfg, False, stores)),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
     )

@@ -132,7 +132,7 @@ class ProposalStore:
                 arrays[name] = np.load(file, mmap_mode="r", allow_pickle=False)
             except FileNotFoundError:
                 raise ProposalFileError(f"{file} is missing: the store is incomplete") from None
-            except ValueError as e:  # truncated, not an .npy file, or an object (pickled) array
+            except (ValueError, OSError, EOFError) as e:  # truncated, not .npy, or a pickled array
                 raise ProposalFileError(f"{file} is not a readable .npy array: {e}") from None
         boxes, logits, ids, offsets = (arrays[n] for n in _ARRAYS)
         total = len(logits)

@@ -13,7 +13,11 @@ dict with
 One file per dataset (``proposals_<dataset>.pkl``): detectron2 has no single trainval35k name,
 so the paper's training set is ``coco_2014_train`` + ``coco_2014_valminusminival``, two files.
 Files are written to a temporary name and renamed, and checked for coverage before stage 2 uses
-them. Unpickling runs code: load proposal files only from sources you trust.
+them. A pickle can name any Python callable to run while it loads, so ``read_proposal_file``
+unpickles with ``ProposalUnpickler``, which only rebuilds numpy arrays and detectron2's
+``BoxMode``, and then checks the structure. detectron2's own loader (``DATASETS.PROPOSAL_FILES_*``)
+has no such guard: load proposal pickles only from sources you trust, and prefer the store
+(``proposal_store.py``, plain ``.npy`` arrays), which stage 1 writes too and stage 2 prefers.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from detectron2.data import DatasetCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
+from ..atomic_files import atomic_path
+from ..errors import ResNeXtDetError
+
 __all__ = [
     "ProposalFileError",
     "proposal_file_path",
@@ -39,8 +46,33 @@ __all__ = [
 ]
 
 
-class ProposalFileError(RuntimeError):
+class ProposalFileError(ResNeXtDetError, RuntimeError):
     """A proposal file is missing, malformed, or does not match its dataset."""
+
+
+#: What a proposal pickle may rebuild: numpy arrays, dtypes and scalars, and the BoxMode enum.
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),  # numpy arrays under pickle protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
+    ("detectron2.structures.boxes", "BoxMode"),
+}
+
+
+class ProposalUnpickler(pickle.Unpickler):
+    """Loads plain containers, numbers, strings and numpy arrays; refuses anything else."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"it asks to load {module}.{name}; a proposal file holds only numpy arrays and ids"
+            )
+        return super().find_class(module, name)
 
 
 def proposal_file_path(directory: str | os.PathLike, dataset_name: str) -> Path:
@@ -97,10 +129,8 @@ def write_proposal_file(path: str | os.PathLike, proposals: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {**proposals, "bbox_mode": int(BoxMode.XYXY_ABS)}
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
+    with atomic_path(path) as partial, open(partial, "wb") as f:
         pickle.dump(content, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
     return path
 
 
@@ -111,7 +141,7 @@ def read_proposal_file(path: str | os.PathLike) -> dict:
         raise ProposalFileError(f"proposal file {path} does not exist; run tools/train_rpn.py first")
     try:
         with open(path, "rb") as f:
-            content = pickle.load(f, encoding="latin1")
+            content = ProposalUnpickler(f, encoding="latin1").load()
     except Exception as e:
         raise ProposalFileError(
             f"{path} is not a readable proposal pickle: {type(e).__name__}: {e}"
@@ -119,16 +149,28 @@ def read_proposal_file(path: str | os.PathLike) -> dict:
     if not isinstance(content, dict) or not {"ids", "boxes", "objectness_logits"} <= set(content):
         keys = sorted(content) if isinstance(content, dict) else type(content).__name__
         raise ProposalFileError(f"{path}: expected a dict with ids, boxes, objectness_logits; found {keys}")
+    for key in ("ids", "boxes", "objectness_logits"):
+        value = content[key]
+        if not isinstance(value, list | tuple | np.ndarray) or getattr(value, "ndim", 1) == 0:
+            raise ProposalFileError(f"{path}: {key!r} is a {type(value).__name__}, expected a list per image")
     lengths = {k: len(content[k]) for k in ("ids", "boxes", "objectness_logits")}
     if len(set(lengths.values())) != 1:
         raise ProposalFileError(f"{path}: ids, boxes and objectness_logits differ in length: {lengths}")
     for image_id, b, s in zip(content["ids"], content["boxes"], content["objectness_logits"], strict=True):
-        b, s = np.asarray(b), np.asarray(s)
+        if not isinstance(image_id, int | str | np.integer) or isinstance(image_id, bool):
+            raise ProposalFileError(f"{path}: image id {image_id!r} is not an int or a string")
+        if not all(isinstance(a, np.ndarray) and a.dtype.kind in "fiu" for a in (b, s)):
+            raise ProposalFileError(
+                f"{path}: image {image_id!r}: boxes and objectness_logits must be numeric numpy arrays, "
+                f"found {type(b).__name__} and {type(s).__name__}"
+            )
         if b.ndim != 2 or b.shape[1] != 4 or s.shape != (b.shape[0],):
             raise ProposalFileError(
                 f"{path}: image {image_id!r} has boxes of shape {b.shape} and logits of shape "
                 f"{s.shape}; expected (N, 4) and (N,)"
             )
+        if not (np.isfinite(b).all() and np.isfinite(s).all()):
+            raise ProposalFileError(f"{path}: image {image_id!r} has infinite or NaN boxes or logits")
     return content
 
 

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import os
+import random
+import weakref
 
+import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import DefaultTrainer, default_setup
+from detectron2.data import DatasetMapper, build_detection_test_loader
+from detectron2.engine import DefaultTrainer, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import check_weights_fit
+from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import add_resnext_config
+from ..data.checked_mapper import ImageCheckingMapper
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.proposal_mapper import build_store_test_loader, build_store_train_loader
+from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader, mix_seed
+from ..errors import ConfigError, diverged
 
-__all__ = ["ResNeXtTrainer", "setup_cfg"]
+__all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
 
 
 def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=None) -> CfgNode:
@@ -30,10 +38,7 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=
     """
     cfg = get_cfg()
     add_resnext_config(cfg)
-    if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"config file {config_file!r} does not exist")
-    cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts or []))
+    merge_config(cfg, config_file, opts)
     if any(name in DEMO_SPLITS for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
         register_demo_datasets()
     if extra is not None:
@@ -41,36 +46,138 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=
     cfg.freeze()
     if args is not None:
         default_setup(cfg, args)
+        apply_deterministic_mode(cfg)
         logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det")
         if compat.APPLIED:
             logger.info("detectron2 compatibility fixes applied: %s", "; ".join(compat.APPLIED))
     return cfg
 
 
+def merge_config(cfg: CfgNode, config_file: str, opts: list[str] | None = None) -> CfgNode:
+    """Merge a YAML file and ``KEY VALUE`` overrides; a key that does not exist or a value of the
+    wrong type is a ``ConfigError`` naming the file or the override (not yacs's bare KeyError)."""
+    if config_file and not os.path.isfile(config_file):
+        raise ConfigError(f"config file {config_file!r} does not exist")
+    try:
+        if config_file:
+            cfg.merge_from_file(config_file)
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise ConfigError(f"config file {config_file}: {_yacs_message(e)}") from None
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ConfigError(f"command-line overrides must be KEY VALUE pairs; got an odd list {opts}")
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise ConfigError(f"command-line override: {_yacs_message(e)}") from None
+    return cfg
+
+
+def _yacs_message(error: Exception) -> str:
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if "Non-existent config key" in text:
+        text += " (a typo? resnext_det's keys are listed in resnext_det/config.py and detectron2's defaults)"
+    return text
+
+
+def apply_deterministic_mode(cfg: CfgNode) -> None:
+    """``cfg.DETERMINISTIC``: deterministic kernels (warn where none exists) and no cuDNN autotuning."""
+    if not cfg.get("DETERMINISTIC", False):
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+#: detectron2 releases after this copy store the inner trainer (optimizer, AMP scaler) themselves.
+_D2_SAVES_INNER_TRAINER = "state_dict" in DefaultTrainer.__dict__
+
+
+class SeedEachIteration(hooks.HookBase):
+    """The model's own random draws (the RPN's and ROI heads' sampling of anchors and proposals)
+    come from generators seeded by (stream seed, iteration, rank) before each step, so they repeat
+    after ``--resume`` too."""
+
+    def before_step(self):
+        seed = mix_seed(self.trainer.stream_seed, self.trainer.iter, comm.get_rank(), 1)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+
 class ResNeXtTrainer(DefaultTrainer):
-    """``DefaultTrainer`` that evaluates ``DATASETS.TEST`` with COCO AP (pycocotools), refuses
-    resnext_det weights that do not fit the model (instead of loading part of them), and reads
-    precomputed proposals from ``PROPOSALS.STORE_DIR`` when it is set."""
+    """``DefaultTrainer`` with what long runs on shared machines need.
+
+    * COCO AP (pycocotools) on ``DATASETS.TEST``; proposals from ``PROPOSALS.STORE_DIR`` if set.
+    * resnext_det weights that do not fit the model are refused (no partial load).
+    * Exact ``--resume``: a resumable data stream (``resnext_det.data.train_stream``), model RNGs
+      seeded per iteration, the optimizer's momentum in every checkpoint, and checkpoints that
+      are written atomically and never hold diverged weights (``SafeDetectionCheckpointer``).
+    * A non-finite loss stops training with ``TrainingDivergedError`` (iteration, losses, the
+      last good checkpoint), before the optimizer applies that step.
+    """
+
+    @property
+    def _stream(self):
+        loader = self._trainer.data_loader
+        return loader.stream if isinstance(loader, ResumableTrainLoader) else None
+
+    @property
+    def stream_seed(self) -> int:
+        return self._stream.seed if self._stream is not None else max(self.cfg.SEED, 0)
 
     def resume_or_load(self, resume: bool = True):
         weights = self.cfg.MODEL.WEIGHTS
         if weights and os.path.isfile(weights) and not (resume and self.checkpointer.has_checkpoint()):
-            checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+            checkpoint = self.checkpointer._load_file(weights)
             if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
                 check_weights_fit(self.checkpointer.model, checkpoint["model"], source=weights)
-        return super().resume_or_load(resume=resume)
+        result = super().resume_or_load(resume=resume)
+        if self._stream is not None:
+            self._stream.start_iter = self.start_iter
+        return result
+
+    def build_hooks(self):
+        self.checkpointer = SafeDetectionCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return [SeedEachIteration(), *super().build_hooks()]
+
+    def run_step(self):
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            raise diverged(e, self.iter, self.checkpointer.get_checkpoint_file()) from None
+
+    def state_dict(self):
+        state = super().state_dict()
+        if not _D2_SAVES_INNER_TRAINER:
+            state["_trainer"] = self._trainer.state_dict()
+        if self._stream is not None:
+            state["stream_seed"] = self._stream.seed
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if not _D2_SAVES_INNER_TRAINER and "_trainer" in state:
+            self._trainer.load_state_dict(state["_trainer"])
+        if self._stream is not None and "stream_seed" in state:
+            self._stream.seed = int(state["stream_seed"])
 
     @classmethod
     def build_train_loader(cls, cfg):
         if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
             return build_store_train_loader(cfg)
-        return super().build_train_loader(cfg)
+        return build_resumable_train_loader(cfg)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
             return build_store_test_loader(cfg, dataset_name)
-        return super().build_test_loader(cfg, dataset_name)
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=ImageCheckingMapper(DatasetMapper(cfg, is_train=False))
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

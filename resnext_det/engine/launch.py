@@ -19,7 +19,9 @@ import torch.multiprocessing as mp
 from detectron2.engine import launch as detectron2_launch
 from detectron2.utils import comm
 
-__all__ = ["DEFAULT_TIMEOUT", "launch"]
+from ..errors import ConfigError
+
+__all__ = ["DEFAULT_TIMEOUT", "check_num_gpus", "launch"]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -28,6 +30,25 @@ def _free_local_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def check_num_gpus(num_gpus: int) -> None:
+    """``--num-gpus`` must not exceed the GPUs present; without CUDA it counts CPU processes
+    (gloo), at most one per core."""
+    if torch.cuda.is_available():
+        available = torch.cuda.device_count()
+        if num_gpus > available:
+            raise ConfigError(
+                f"--num-gpus {num_gpus} is more than the {available} GPU(s) this machine has; "
+                "lower --num-gpus (the schedule scales with SOLVER.REFERENCE_WORLD_SIZE)"
+            )
+        return
+    cores = os.cpu_count() or 1
+    if num_gpus > cores:
+        raise ConfigError(
+            f"--num-gpus {num_gpus}: this machine has no GPU, and {num_gpus} CPU processes are more "
+            f"than its {cores} cores; use --num-gpus {cores} or fewer (each gets cores/num-gpus threads)"
+        )
 
 
 def launch(
@@ -50,13 +71,8 @@ def launch(
             f"launch: need --num-gpus >= 1, --num-machines >= 1 and 0 <= --machine-rank < "
             f"--num-machines; got {num_gpus_per_machine}, {num_machines}, {machine_rank}"
         )
+    check_num_gpus(num_gpus_per_machine)
     if torch.cuda.is_available():
-        available = torch.cuda.device_count()
-        if num_gpus_per_machine > available:
-            raise ValueError(
-                f"--num-gpus {num_gpus_per_machine} is more than the {available} GPU(s) this "
-                "machine has; lower --num-gpus (the schedule scales with SOLVER.REFERENCE_WORLD_SIZE)"
-            )
         return detectron2_launch(
             main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout
         )

@@ -7,25 +7,25 @@ thin wrappers over these.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import build_detection_test_loader
 from detectron2.utils import comm
 
+from ..atomic_files import atomic_write_json
 from ..data.coco import check_dataset_files, register_datasets_from_args
 from ..data.proposal_store import check_store_covers, proposal_store_path, write_proposal_store
 from ..data.proposals import (
-    ProposalFileError,
     check_proposals_cover,
     collect_proposals,
     gather_proposals,
     proposal_file_path,
     write_proposal_file,
 )
+from .cli import check_device
 from .defaults import ResNeXtTrainer, setup_cfg
+from .output_dir import prepare_output_dir
 
 __all__ = [
     "train_stage",
@@ -35,7 +35,6 @@ __all__ = [
     "report_proposal_recall",
     "results_by_dataset",
     "preflight",
-    "PREFLIGHT_ERRORS",
 ]
 
 logger = logging.getLogger("resnext_det")
@@ -77,7 +76,7 @@ def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]
     for name, post, pre in plan:
         if name in written:
             continue
-        part = collect_proposals(model, build_detection_test_loader(cfg, name), post, pre)
+        part = collect_proposals(model, ResNeXtTrainer.build_test_loader(cfg, name), post, pre)
         merged = gather_proposals(part)
         path = proposal_file_path(output_dir, name)
         if comm.is_main_process():
@@ -101,7 +100,7 @@ def report_proposal_recall(cfg, results: dict) -> dict:
         return recall
     for name, values in recall.items():
         logger.info("proposal recall on %s: %s", name, ", ".join(f"{k} {v:.1f}" for k, v in values.items()))
-    Path(cfg.OUTPUT_DIR, "proposal_recall.json").write_text(json.dumps(recall, indent=2))
+    atomic_write_json(Path(cfg.OUTPUT_DIR, "proposal_recall.json"), recall)
     return recall
 
 
@@ -137,19 +136,20 @@ def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> N
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)
 
 
-#: What ``preflight`` raises for a user's mistake (the tools print it and exit, no traceback).
-PREFLIGHT_ERRORS = (ProposalFileError, FileNotFoundError, KeyError, ValueError)
-
-
 def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
     """Check a tool's inputs in the launching process, before any worker starts.
 
     Registers ``--dataset``s, loads the config (generating the demo data once, if named), checks
-    every dataset's files and, with ``proposals_dir``, stage 1's proposal files. Returns the cfg.
+    the device, every dataset's files and, with ``proposals_dir``, stage 1's proposal files. A
+    training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
+    OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
     """
     register_datasets_from_args(args)
     cfg = setup_cfg(args.config_file, args.opts)
+    check_device(cfg.MODEL.DEVICE)
     check_dataset_files(cfg)
     if proposals_dir is not None:
         checked_proposal_files(cfg, proposals_dir, test_only)
+    if hasattr(args, "overwrite") and not args.eval_only:
+        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
     return cfg

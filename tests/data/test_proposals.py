@@ -50,6 +50,15 @@ def test_round_trip_in_detectron2_format(tmp_path):
             {"ids": [7], "boxes": [np.zeros((2, 5))], "objectness_logits": [np.zeros(2)]},
             "image 7 has boxes of shape",
         ),
+        ({"ids": 3, "boxes": [], "objectness_logits": []}, "'ids' is a int, expected a list per image"),
+        (
+            {"ids": [7], "boxes": [[[0, 0, 1, 1]]], "objectness_logits": [np.zeros(1)]},
+            "image 7: boxes and objectness_logits must be numeric numpy arrays, found list",
+        ),
+        (
+            {"ids": [7], "boxes": [np.full((1, 4), np.nan)], "objectness_logits": [np.zeros(1)]},
+            "image 7 has infinite or NaN boxes",
+        ),
     ],
 )
 def test_malformed_files_are_explained(tmp_path, content, message):
@@ -65,6 +74,22 @@ def test_missing_and_unreadable_files(tmp_path):
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ProposalFileError, match="not a readable proposal pickle"):
         read_proposal_file(tmp_path / "junk.pkl")
+
+
+class Payload:
+    def __reduce__(self):  # a pickle may ask to call anything while it loads
+        return (print, ("this ran while loading",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"ids": [1], "boxes": [Payload()], "objectness_logits": [np.zeros(1)]}))
+    with pytest.raises(
+        ProposalFileError,
+        match=r"not a readable proposal pickle: UnpicklingError: it asks to load builtins.print",
+    ):
+        read_proposal_file(path)
+    assert "this ran" not in capsys.readouterr().out
 
 
 def test_coverage_check_names_missing_images(demo_root, tmp_path):

@@ -7,6 +7,7 @@ import shutil
 from pretrain.data import DatasetLayoutError, build_datasets, scan_split
 from pretrain.synthetic import SYNTHETIC_CLASSES
 from pretrain.transforms import Lighting, build_eval_transform, build_train_transform
+from resnext_det.errors import ImageFileError
 
 import pytest
 import torch
@@ -57,7 +58,7 @@ def test_unreadable_image_is_reported_by_path(image_folder, tmp_path, tiny_cfg):
     broken.write_bytes(broken.read_bytes()[:40])  # truncated JPEG
     dataset = build_datasets(tiny_cfg("DATA.ROOT", str(root)), with_train=False)["val"]
     index = next(i for i, (p, _) in enumerate(dataset.samples) if p == str(broken))
-    with pytest.raises(RuntimeError, match=f"cannot read image {broken}"):
+    with pytest.raises(ImageFileError, match=f"cannot read image {broken}"):
         dataset[index]
 
 

@@ -1,0 +1,43 @@
+"""How every tool starts: check the inputs in the launching process, launch, report user errors.
+
+A mistake in the command (a missing dataset, a config key that does not exist, an OUTPUT_DIR
+that holds an earlier run ...) is found by ``preflight`` before any worker process or data
+loader starts, and printed as one paragraph (``error: ...``, exit status 1). The same holds for
+the user errors that can only appear later (an unreadable image, a diverged loss), also when
+they happen in a worker process. Bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import torch
+
+from ..errors import ConfigError, user_error_message
+from .launch import check_num_gpus, launch
+
+__all__ = ["check_device", "check_num_gpus", "run_tool"]
+
+
+def check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"MODEL.DEVICE is {device!r} but this machine has no usable GPU; add `MODEL.DEVICE cpu` "
+            "to the command line"
+        )
+
+
+def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None):
+    """``preflight()``, then ``launch(main, ...)`` with the tool's arguments; a user error from
+    either (in any process) exits with its message instead of a traceback."""
+    try:
+        check_num_gpus(args.num_gpus)  # before preflight, which may generate the demo data
+        if preflight is not None:
+            preflight()
+        return launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    except Exception as e:
+        message = user_error_message(e)
+        if message is None:
+            raise
+        sys.exit(f"error: {message}")

@@ -1,0 +1,79 @@
+"""The errors a user can cause, and how the tools report them: one paragraph, no traceback.
+
+Every error this project raises for bad input (a missing file, a config key that does not exist,
+a weights file of another architecture, a run that diverged ...) derives from
+``ResNeXtDetError``, whose message names the file or key, says what was expected and what to
+do. The tools print that message and exit with status 1 (``report_user_error``); anything else
+is a bug and keeps its traceback. The README's troubleshooting table lists them all.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "ConfigError",
+    "ImageFileError",
+    "OutputDirError",
+    "ResNeXtDetError",
+    "TrainingDivergedError",
+    "diverged",
+    "user_error_message",
+]
+
+
+class ResNeXtDetError(Exception):
+    """Base of every error caused by the user's input rather than by a bug."""
+
+
+class ImageFileError(ResNeXtDetError, OSError):
+    """An image named by a dataset is missing, truncated or not an image."""
+
+
+class ConfigError(ResNeXtDetError, ValueError):
+    """A config file or ``KEY VALUE`` override that does not exist or has the wrong type."""
+
+
+class OutputDirError(ResNeXtDetError, FileExistsError):
+    """OUTPUT_DIR holds an earlier run, and neither --resume nor --overwrite was given."""
+
+
+class TrainingDivergedError(ResNeXtDetError, FloatingPointError):
+    """A loss or a weight became infinite or NaN; training stopped before saving it."""
+
+
+def _user_error_names() -> set[str]:
+    names, todo = set(), [ResNeXtDetError]
+    while todo:
+        cls = todo.pop()
+        names.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def user_error_message(error: BaseException) -> str | None:
+    """The one-paragraph message of a user error, or None for anything else (a bug).
+
+    An error raised in a worker process (``launch`` with several processes, or a DataLoader
+    worker) reaches the parent wrapped in a traceback text; its last line is
+    ``module.ErrorName: message``, from which the message is recovered.
+    """
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    if len(lines) > 1 or not isinstance(error, ResNeXtDetError):
+        match = re.match(r"^(?:[\w.]+\.)?(\w+): (.*)$", lines[-1].strip()) if lines else None
+        if match and match[1] in _user_error_names():
+            return match[2]
+    return str(error) if isinstance(error, ResNeXtDetError) else None
+
+
+def diverged(error: FloatingPointError, iteration: int, last_checkpoint: str) -> TrainingDivergedError:
+    """detectron2's "Loss became infinite or NaN" as a ``TrainingDivergedError`` that also names the
+    last good checkpoint and what to do (the step's update was not applied)."""
+    if isinstance(error, TrainingDivergedError):
+        return error
+    detail = " ".join(str(error).split())
+    return TrainingDivergedError(
+        f"training diverged at iteration {iteration}: {detail}. The weights were not updated by this "
+        f"step; the last good checkpoint is {last_checkpoint or 'none (none was written yet)'}. Lower "
+        "SOLVER.BASE_LR or add warm-up (SOLVER.WARMUP_ITERS), check the data, then --resume or start again"
+    )
