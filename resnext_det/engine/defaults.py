@@ -75,7 +75,7 @@ def merge_config(cfg: CfgNode, config_file: str, opts: list[str] | None = None) 
 
 def _yacs_message(error: Exception) -> str:
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    if "Non-existent config key" in text:
+    if "Non-existent" in text:
         text += " (a typo? resnext_det's keys are listed in resnext_det/config.py and detectron2's defaults)"
     return text
 
