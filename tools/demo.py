@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """README command 1: the paper's whole detection pipeline on the generated demo data, on a CPU.
 
-  python tools/demo.py                  # about 7 minutes on 2 cores; results in output/demo
+  python tools/demo.py                  # about 8 minutes on 2 cores; results in output/demo
   python tools/demo.py --quick          # the smaller variant the test suite runs (about 5 minutes)
 
 Each stage is one of the project's tools, run as a user runs it (the command is printed first):
@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))  # `python tools/demo.py` from a checkout finds re
 
 from resnext_det.atomic_files import atomic_write_json  # noqa: E402
 from resnext_det.data.demo_dataset import generate_demo_classification, generate_demo_dataset  # noqa: E402
+from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "demo"
 #: The smaller variant (the test suite's): the same pretraining and RPN, half the Fast R-CNN schedule.
@@ -96,7 +97,8 @@ def run_pipeline(args) -> dict:
     gpus = ["--num-gpus", str(args.num_gpus)]
 
     def resume(stage_dir: Path) -> list[str]:
-        return ["--resume"] if (stage_dir / "last_checkpoint").is_file() else []
+        """A half-done stage continues (the tools refuse an earlier run's folder otherwise)."""
+        return ["--resume"] if earlier_run_files(stage_dir) else []
 
     generate_demo_dataset()
     classification_root = generate_demo_classification()

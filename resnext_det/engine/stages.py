@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.utils import comm
 
 from ..atomic_files import atomic_write_json
+from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..data.coco import check_dataset_files, register_datasets_from_args
 from ..data.proposal_store import check_store_covers, proposal_store_path, write_proposal_store
 from ..data.proposals import (
@@ -48,7 +48,9 @@ def train_stage(cfg, resume: bool = False, eval_only: bool = False):
     """Train (or only evaluate) the model of ``cfg``; return (model, evaluation results)."""
     if eval_only:
         model = ResNeXtTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+        SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=resume
+        )
         return model, ResNeXtTrainer.test(cfg, model)
     trainer = ResNeXtTrainer(cfg)
     trainer.resume_or_load(resume=resume)

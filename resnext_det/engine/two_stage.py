@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
+
+from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 
 __all__ = ["TwoStagePredictor"]
 
@@ -37,8 +38,8 @@ class TwoStagePredictor:
                     f"({fast_rcnn_cfg.INPUT[key]}): both stages must see the same image"
                 )
         self.rpn, self.fast_rcnn = build_model(rpn_cfg).eval(), build_model(fast_rcnn_cfg).eval()
-        DetectionCheckpointer(self.rpn).load(rpn_cfg.MODEL.WEIGHTS)
-        DetectionCheckpointer(self.fast_rcnn).load(fast_rcnn_cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer(self.rpn).load(rpn_cfg.MODEL.WEIGHTS)
+        SafeDetectionCheckpointer(self.fast_rcnn).load(fast_rcnn_cfg.MODEL.WEIGHTS)
         test = fast_rcnn_cfg.INPUT
         self.resize = T.ResizeShortestEdge([test.MIN_SIZE_TEST, test.MIN_SIZE_TEST], test.MAX_SIZE_TEST)
         self.input_format = test.FORMAT

@@ -2,7 +2,8 @@
 
 Real tool runs in subprocesses, on the demo data, in deterministic mode with SEED 0:
 
-* two uninterrupted runs give identical weights, losses and proposals (determinism);
+* two uninterrupted runs of the tiny pipeline (stage 1, stage 2 on its proposals, evaluation)
+  give identical weights, losses, proposals and detections (determinism);
 * a run killed with SIGKILL mid-way, with a half-written newer checkpoint left behind (as a kill
   during the write would), refuses to restart without --resume/--overwrite, and with --resume
   continues from the newest complete checkpoint to the same weights, losses and proposals as
@@ -75,23 +76,45 @@ def kill_when(command: list[str], tmp_path: Path, marker: Path) -> None:
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
 
 
+# stage 2 on stage 1's proposals for the same split, evaluated on it at the end
+FAST_RCNN = [
+    "tools/train_fast_rcnn.py", "--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml",
+    "DATASETS.TRAIN", "('resnext_demo_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2",
+    "MODEL.RESNEXT.NORM", "BN", "MODEL.RESNEXT.FREEZE_AT", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+    "SEED", "0", "DETERMINISTIC", "True",
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The tiny pipeline twice: stage 1, then stage 2 on its proposals with a final evaluation."""
     tmp = tmp_path_factory.mktemp("rpn_runs")
     outputs = []
     for name in ("a", "b"):
         result = run(tmp, *RPN, "OUTPUT_DIR", str(tmp / name))
         assert result.returncode == 0, result.stderr[-3000:]
+        stage2 = [*FAST_RCNN[:3], "--proposals", str(tmp / name), *FAST_RCNN[3:]]
+        result = run(tmp, *stage2, "OUTPUT_DIR", str(tmp / name / "fast_rcnn"))
+        assert result.returncode == 0, result.stderr[-3000:]
         outputs.append(tmp / name)
     return tmp, outputs
 
 
-def test_two_runs_of_stage_1_are_identical(uninterrupted):
+def test_two_runs_of_the_pipeline_are_identical(uninterrupted):
     _, (a, b) = uninterrupted
     assert losses(a) == losses(b) and 11 in losses(a)  # detectron2 logs every 20 iterations and the last
     for name in ("model_0000002.pth", "model_0000008.pth", "model_final.pth"):
         assert_same_weights(a / name, b / name)
     assert_same_store(a / "proposals_resnext_demo_val", b / "proposals_resnext_demo_val")
+    assert_same_weights(a / "fast_rcnn" / "model_final.pth", b / "fast_rcnn" / "model_final.pth")
+    assert losses(a / "fast_rcnn") == losses(b / "fast_rcnn")
+    detections = [
+        json.loads(
+            (d / "fast_rcnn" / "inference" / "resnext_demo_val" / "coco_instances_results.json").read_text()
+        )
+        for d in (a, b)
+    ]
+    assert len(detections[0]) > 0 and detections[0] == detections[1]  # hence the same AP
 
 
 def test_killed_then_resumed_equals_uninterrupted(uninterrupted):
