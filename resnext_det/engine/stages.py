@@ -23,6 +23,7 @@ from ..data.proposals import (
     proposal_file_path,
     write_proposal_file,
 )
+from ..modeling.fold import fold_frozen_batchnorm
 from .cli import check_device
 from .defaults import ResNeXtTrainer, setup_cfg
 from .output_dir import prepare_output_dir
@@ -51,6 +52,8 @@ def train_stage(cfg, resume: bool = False, eval_only: bool = False):
         SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=resume
         )
+        if cfg.TEST.FOLD_FROZEN_BN:
+            fold_frozen_batchnorm(model)
         return model, ResNeXtTrainer.test(cfg, model)
     trainer = ResNeXtTrainer(cfg)
     trainer.resume_or_load(resume=resume)

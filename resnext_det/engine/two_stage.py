@@ -14,6 +14,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
+from ..modeling.fold import fold_frozen_batchnorm
 
 __all__ = ["TwoStagePredictor"]
 
@@ -40,6 +41,9 @@ class TwoStagePredictor:
         self.rpn, self.fast_rcnn = build_model(rpn_cfg).eval(), build_model(fast_rcnn_cfg).eval()
         SafeDetectionCheckpointer(self.rpn).load(rpn_cfg.MODEL.WEIGHTS)
         SafeDetectionCheckpointer(self.fast_rcnn).load(fast_rcnn_cfg.MODEL.WEIGHTS)
+        for model, cfg in ((self.rpn, rpn_cfg), (self.fast_rcnn, fast_rcnn_cfg)):
+            if cfg.TEST.FOLD_FROZEN_BN:
+                fold_frozen_batchnorm(model)
         test = fast_rcnn_cfg.INPUT
         self.resize = T.ResizeShortestEdge([test.MIN_SIZE_TEST, test.MIN_SIZE_TEST], test.MAX_SIZE_TEST)
         self.input_format = test.FORMAT
