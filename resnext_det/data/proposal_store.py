@@ -7,7 +7,8 @@ are spawned). The store keeps the same numbers on disk as plain ``.npy`` arrays 
 image's rows in the data mapper, through ``np.load(mmap_mode="r")``: resident memory is the
 index plus the pages the current batches touch, shared by the OS page cache between workers.
 
-Layout of ``proposals_<dataset>/`` (written next to the detectron2 pickle by tools/train_rpn.py):
+Layout of ``proposals_<dataset>/`` (written next to the detectron2 pickle by tools/train_rpn.py;
+a symlink to the versioned folder ``proposals_<dataset>.v<time>/``, swapped atomically on rewrite):
 
 * ``boxes.npy``: float32 ``(total, 4)``, every image's boxes one after another, XYXY in absolute
   pixels of the original image, each image's rows sorted by decreasing objectness;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +75,28 @@ def write_proposal_store(path: str | os.PathLike, proposals: dict, dataset_name:
         "dataset": dataset_name,
         "num_images": len(ids),
     }
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # The arrays go into a new versioned folder; ``path`` is a symlink to it, swapped in one
+    # rename. A directory cannot replace another in one rename, a symlink can: a kill at any
+    # moment leaves ``path`` naming either the old complete store or the new one.
+    version = path.with_name(f"{path.name}.v{time.time_ns()}")
+    partial = version.with_name(version.name + ".partial")
     partial.mkdir(parents=True)
     for name, array in arrays.items():
         np.save(partial / f"{name}.npy", array, allow_pickle=False)
     (partial / "meta.json").write_text(json.dumps(meta, indent=1))
-    previous = path.with_name(path.name + ".previous")
-    if path.exists():  # a directory cannot be replaced in one rename: move the old one aside first
-        shutil.rmtree(previous, ignore_errors=True)
-        os.replace(path, previous)
-    os.replace(partial, path)
-    shutil.rmtree(previous, ignore_errors=True)
+    for file in partial.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+    os.replace(partial, version)
+    old = path.resolve() if path.is_symlink() else None
+    if path.is_dir() and not path.is_symlink():  # a store written before stores were versioned
+        shutil.rmtree(path)
+    link = path.with_name(path.name + ".link.partial")
+    link.unlink(missing_ok=True)
+    os.symlink(version.name, link)
+    os.replace(link, path)
+    if old is not None and old != version.resolve():
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -33,7 +33,8 @@ def random_proposals(ids, seed=0):
 def test_round_trip_in_any_id_order(tmp_path, ids):
     proposals = random_proposals(ids)
     path = write_proposal_store(tmp_path / "proposals_x", proposals, dataset_name="x")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["proposals_x"]  # no temporary left
+    # no temporary left: the name, and the one version it links to
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["proposals_x", path.resolve().name]
     store = ProposalStore(path)
     assert len(store) == len(ids) and store.meta["dataset"] == "x"
     for image_id, boxes, logits in zip(ids, proposals["boxes"], proposals["objectness_logits"], strict=True):
@@ -58,7 +59,22 @@ def test_rewriting_replaces_the_store(tmp_path):
     path = write_proposal_store(tmp_path / "s", random_proposals([1, 2], seed=0))
     write_proposal_store(path, random_proposals([5], seed=1))
     assert list(ProposalStore(path).ids()) == [5]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s", path.resolve().name]  # old version gone
+
+
+def test_a_rewrite_swaps_versions_atomically(tmp_path):
+    path = tmp_path / "proposals_x"
+    write_proposal_store(path, random_proposals([1, 2], seed=0))
+    first = path.resolve()
+    assert path.is_symlink() and first.name.startswith("proposals_x.v")
+    # what a kill during the next write leaves: a half-written version and a half-made link
+    (tmp_path / "proposals_x.v1.partial").mkdir()
+    (tmp_path / "proposals_x.v1.partial" / "boxes.npy").write_bytes(b"\x93NUMPY")
+    (tmp_path / "proposals_x.link.partial").symlink_to("proposals_x.v1.partial")
+    assert set(ProposalStore(path).ids()) == {1, 2}  # the old store is still the one named
+    write_proposal_store(path, random_proposals([3], seed=1))
+    assert set(ProposalStore(path).ids()) == {3} and not first.exists()
+    assert not (tmp_path / "proposals_x.link.partial").exists()
 
 
 def test_duplicate_ids_are_refused(tmp_path):
