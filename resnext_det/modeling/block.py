@@ -187,4 +187,6 @@ class ResNeXtBlock(CNNBlockBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(self._residual(x) + shortcut)
+        out = self._residual(x)
+        out += shortcut  # in place, as detectron2's BottleneckBlock: one activation-sized buffer fewer
+        return F.relu_(out)

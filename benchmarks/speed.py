@@ -1,0 +1,424 @@
+#!/usr/bin/env python
+"""Speed side by side: this project's ResNeXt vs detectron2's built-in ResNeXt vs ResNet-50.
+
+  python benchmarks/speed.py                 # the README's table, about 8 minutes on 2 cores
+  python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
+
+One process, threads fixed (``--threads``), every group of models timed interleaved (A B C A B C
+...) after a warm-up round, medians of ``--reps`` repetitions:
+
+1. backbone (stem..res4, the C4 trunk) forward+backward at a detection size: ours X50 (32x4d),
+   detectron2's ``build_resnet_backbone`` with the same template (``NUM_GROUPS 32,
+   WIDTH_PER_GROUP 4, STRIDE_IN_1X1 False``), ours R50 (1x64d); FrozenBN, stem and res2 frozen,
+   as the paper fine-tunes;
+2. the full C4 Faster R-CNN: one training iteration (synthetic boxes) and inference, the same three;
+3. classification at 224x224, ours X50 vs ours R50: training step and inference in fp32, fp32
+   channels_last, and bf16 autocast + channels_last;
+4. the block forms of Fig. 3, (a) aggregated, (b) concatenated, (c) grouped, at conv2 and conv4
+   sizes, forward+backward;
+5. achieved FLOP/s: fvcore's multiply-add count of the forward (x3 for forward+backward, the
+   usual estimate) over the time, and that as a fraction of this machine's measured fp32 matmul
+   peak (multiply-adds per second of a 2048x2048 ``torch.mm``);
+6. peak memory of one training iteration: in a fresh process per model, the peak RSS while it
+   builds the model and runs one iteration, above its RSS after the imports (CPU only here).
+
+Writes ``speed.md`` (the README's table), ``speed.json`` and ``speed_ratios.png`` to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from contextlib import nullcontext
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import resnext_det  # noqa: E402,F401  (prepares detectron2; must come first)
+from resnext_det import get_config_file, resnet50, resnext50_32x4d  # noqa: E402
+from resnext_det.config import add_resnext_config  # noqa: E402
+from resnext_det.modeling.block import ResNeXtBlock  # noqa: E402
+from resnext_det.modeling.fold import fold_frozen_batchnorm  # noqa: E402
+
+import torch  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.layers import ShapeSpec  # noqa: E402
+from detectron2.modeling import build_backbone, build_model  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+from fvcore.nn import FlopCountAnalysis  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per model (median kept)")
+    parser.add_argument("--det-size", type=int, nargs=2, default=(320, 416), metavar=("H", "W"))
+    parser.add_argument("--det-images", type=int, default=2)
+    parser.add_argument("--rois", type=int, default=32, help="RoIs per image in a training iteration")
+    parser.add_argument("--test-proposals", type=int, default=100, help="proposals per image at inference")
+    parser.add_argument("--cls-batch", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repetition (a smoke test)")
+    parser.add_argument("--output", default="benchmarks/results")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.det_size, args.det_images, args.cls_batch = 1, (128, 160), 1, 2
+    return args
+
+
+# ------------------------------------------------------------------------------ models
+def detection_cfg(variant: str, args):
+    """ours_x50 / d2_x50 / ours_r50: the paper's C4 Faster R-CNN (FrozenBN, FREEZE_AT 2) on CPU."""
+    cfg = get_cfg()
+    add_resnext_config(cfg)
+    name = "faster_rcnn_R50_C4.yaml" if variant == "ours_r50" else "faster_rcnn_X50_32x4d_C4.yaml"
+    cfg.merge_from_file(get_config_file(f"COCO-Detection/{name}"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = args.test_proposals
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 10 * args.test_proposals
+    if variant == "d2_x50":  # detectron2's own ResNeXt with the same template
+        cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+        cfg.MODEL.BACKBONE.FREEZE_AT = 2
+        cfg.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"
+        r = cfg.MODEL.RESNETS
+        r.DEPTH, r.NUM_GROUPS, r.WIDTH_PER_GROUP, r.STRIDE_IN_1X1 = 50, 32, 4, False
+        r.NORM, r.OUT_FEATURES, r.RES2_OUT_CHANNELS = "FrozenBN", ["res4"], 256
+    return cfg
+
+
+DETECTORS = {
+    "ours_x50": "ours X50 (32x4d)",
+    "d2_x50": "detectron2 X50 (32x4d)",
+    "ours_r50": "ours R50 (1x64d)",
+}
+
+
+def detection_batch(args, num_classes: int = 80):
+    height, width = args.det_size
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    for _ in range(args.det_images):
+        xy = torch.rand(6, 2, generator=generator) * torch.tensor([width * 0.6, height * 0.6])
+        wh = torch.rand(6, 2, generator=generator) * torch.tensor([width * 0.35, height * 0.35]) + 16
+        instances = Instances((height, width))
+        instances.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+        instances.gt_classes = torch.randint(num_classes, (6,), generator=generator)
+        image = torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8).float()
+        batch.append({"image": image, "height": height, "width": width, "instances": instances})
+    return batch
+
+
+def train_step(model, optimizer, inputs):
+    optimizer.zero_grad(set_to_none=True)
+    with EventStorage(0):  # detectron2's heads log into the trainer's storage
+        losses = model(inputs)
+    sum(losses.values()).backward()
+    optimizer.step()
+
+
+def sgd(model):
+    return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
+
+
+# ------------------------------------------------------------------------------ timing
+def interleaved(cases: dict, reps: int) -> dict[str, float]:
+    """Median seconds per call of each case, timed A B C A B C ... after one warm-up round."""
+    for fn in cases.values():
+        fn()
+    times = {name: [] for name in cases}
+    for _ in range(reps):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def matmul_peak(n: int = 2048, reps: int = 5) -> float:
+    """fp32 multiply-adds per second of an n x n x n matmul on this machine and thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    seconds = interleaved({"mm": lambda: torch.mm(a, b)}, reps)["mm"]
+    return n**3 / seconds
+
+
+def forward_macs(model, inputs) -> float:
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return float(analysis.total())
+
+
+# ------------------------------------------------------------------------------ benchmarks
+def bench_backbones(args, rows, peak):
+    height, width = args.det_size
+    images = torch.randn(args.det_images, 3, height, width)
+    cases, macs = {}, {}
+    for variant in DETECTORS:
+        cfg = detection_cfg(variant, args)
+        backbone = build_backbone(cfg, ShapeSpec(channels=3)).train()
+        macs[variant] = forward_macs(backbone, (images,))
+
+        def step(backbone=backbone):
+            backbone(images)["res4"].sum().backward()
+
+        cases[variant] = step
+    times = interleaved(cases, args.reps)
+    for variant, label in DETECTORS.items():
+        size = f"{args.det_images}x{height}x{width}"
+        rows.append(row("1. C4 backbone, forward+backward", label, times[variant], times["d2_x50"],
+                        args.det_images, 3 * macs[variant], peak, size))  # fmt: skip
+
+
+def bench_detectors(args, rows, peak):
+    batch = detection_batch(args)
+    train_cases, infer_cases = {}, {}
+    for variant in DETECTORS:
+        cfg = detection_cfg(variant, args)
+        model = build_model(cfg).train()
+        optimizer = sgd(model)
+        train_cases[variant] = lambda model=model, optimizer=optimizer: train_step(model, optimizer, batch)
+        inference = build_model(cfg).eval()
+        if variant.startswith("ours"):
+            fold_frozen_batchnorm(inference)  # the tools' inference path (TEST.FOLD_FROZEN_BN)
+
+        def infer(inference=inference):
+            with torch.no_grad():
+                inference([{k: v for k, v in batch[0].items() if k != "instances"}])
+
+        infer_cases[variant] = infer
+    train = interleaved(train_cases, args.reps)
+    infer = interleaved(infer_cases, args.reps)
+    size = f"{args.det_images}x{args.det_size[0]}x{args.det_size[1]}, {args.rois} RoIs/image"
+    for variant, label in DETECTORS.items():
+        rows.append(row("2. C4 Faster R-CNN training iteration", label, train[variant], train["d2_x50"],
+                        args.det_images, None, peak, size))  # fmt: skip
+    test_size = f"1x{args.det_size[0]}x{args.det_size[1]}, {args.test_proposals} proposals"
+    for variant, label in DETECTORS.items():
+        note = test_size + (", FrozenBN folded" if variant.startswith("ours") else "")
+        rows.append(
+            row("2. C4 Faster R-CNN inference", label, infer[variant], infer["d2_x50"], 1, None, peak, note)
+        )
+
+
+def bench_classification(args, rows, peak):
+    images = torch.randn(args.cls_batch, 3, 224, 224)
+    labels = torch.randint(1000, (args.cls_batch,))
+    modes = {
+        "fp32": (torch.contiguous_format, None),
+        "fp32 channels_last": (torch.channels_last, None),
+        "bf16 autocast + channels_last": (torch.channels_last, torch.bfloat16),
+    }
+    for mode, (memory_format, dtype) in modes.items():
+        models = {"X50": resnext50_32x4d(), "R50": resnet50()}
+        macs = {name: forward_macs(m.eval(), (images,)) for name, m in models.items()}
+        x = images.contiguous(memory_format=memory_format)
+        train_cases, infer_cases = {}, {}
+        for name, model in models.items():
+            model = model.to(memory_format=memory_format)
+            train_cases[name], infer_cases[name] = classification_steps(model, x, labels, dtype)
+        train = interleaved(train_cases, args.reps)
+        infer = interleaved(infer_cases, args.reps)
+        for name in models:
+            label = f"ours {name}, {mode}"
+            rows.append(row("3. classification training step", label, train[name], train["R50"],
+                            args.cls_batch, 3 * macs[name], peak, f"{args.cls_batch}x224x224"))  # fmt: skip
+            rows.append(row("3. classification inference", label, infer[name], infer["R50"],
+                            args.cls_batch, macs[name], peak, f"{args.cls_batch}x224x224"))  # fmt: skip
+
+
+def classification_steps(model, images, labels, dtype):
+    """(training step, inference) closures for one classifier, input and autocast dtype."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
+
+    def cast():
+        return torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
+
+    def step():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        with cast():
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+
+    def infer():
+        model.eval()
+        with torch.no_grad(), cast():
+            model(images)
+
+    return step, infer
+
+
+def bench_block_forms(args, rows, peak):
+    sizes = {"conv2": (256, 128, 56), "conv4": (1024, 512, 14)}  # channels, grouped width, spatial
+    if args.quick:
+        sizes = {"conv2": (256, 128, 14), "conv4": (1024, 512, 7)}
+    for stage, (channels, width, spatial) in sizes.items():
+        x = torch.randn(args.cls_batch, channels, spatial, spatial)
+        blocks = {
+            form: ResNeXtBlock(channels, channels, bottleneck_channels=width, cardinality=32, block_form=form)
+            for form in ("aggregated", "concat", "grouped")
+        }
+        macs = {form: forward_macs(b.eval(), (x,)) for form, b in blocks.items()}
+        cases = {form: forward_backward(block.train(), x) for form, block in blocks.items()}
+        times = interleaved(cases, args.reps)
+        for form, label in (
+            ("aggregated", "(a) aggregated"),
+            ("concat", "(b) concatenated"),
+            ("grouped", "(c) grouped"),
+        ):
+            size = f"{args.cls_batch}x{channels}x{spatial}x{spatial}, 32x{width // 32}d"
+            rows.append(row(f"4. Fig. 3 block forms at {stage}, forward+backward", label, times[form],
+                            times["grouped"], args.cls_batch, 3 * macs[form], peak, size))  # fmt: skip
+
+
+def forward_backward(module, x):
+    return lambda: module(x).sum().backward()
+
+
+def row(group, label, seconds, reference_seconds, images, macs, peak, size) -> dict:
+    achieved = macs / seconds if macs else None
+    return {
+        "group": group,
+        "model": label,
+        "size": size,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
+        "ratio": seconds / reference_seconds,
+        "gmacs": macs / 1e9 if macs else None,
+        "gmac_per_s": achieved / 1e9 if achieved else None,
+        "fraction_of_peak": achieved / peak if achieved else None,
+    }
+
+
+# ------------------------------------------------------------------------------ memory
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def rss_child(variant: str, args) -> None:
+    """In a fresh process: reset the peak-RSS mark after the imports (``clear_refs`` 5), build the
+    model, run one training iteration, and print the peak RSS above the post-import RSS (KiB).
+    The imports' own transient peak would otherwise hide the model's."""
+    torch.set_num_threads(args.threads)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    model = build_model(detection_cfg(variant, args)).train()
+    train_step(model, sgd(model), detection_batch(args))
+    print(_status_kib("VmHWM") - before)
+
+
+def peak_memory(args) -> dict[str, float]:
+    """MiB of one C4 training iteration (weights, gradients, momentum, activations) per detector."""
+
+    def measure(variant):
+        command = [sys.executable, "-W", "ignore", __file__, "--rss-child", variant,
+                   *(["--quick"] if args.quick else []), "--det-size", *map(str, args.det_size),
+                   "--det-images", str(args.det_images), "--rois", str(args.rois)]  # fmt: skip
+        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+        return int(output.strip().splitlines()[-1]) / 1024
+
+    return {variant: measure(variant) for variant in DETECTORS}
+
+
+# ------------------------------------------------------------------------------ output
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [
+        f"{env['date']}, torch {env['torch']}, {env['threads']} threads on {env['cores']} cores "
+        f"({env['cpu']}); fp32 matmul peak {env['peak_gmac_per_s']:.1f} GMAC/s. Medians of "
+        f"{env['reps']} interleaved repetitions. Ratio: time over the first row marked (ref) of each group.",
+        "",
+        "| measurement | model | input | s | images/s | ratio | GMAC | GMAC/s | of peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        reference = " (ref)" if abs(r["ratio"] - 1.0) < 1e-12 else ""
+        cells = [
+            r["group"], r["model"] + reference, r["size"], f"{r['seconds']:.3f}", f"{r['images_per_s']:.2f}",
+            f"{r['ratio']:.2f}",
+            f"{r['gmacs']:.1f}" if r["gmacs"] else "",
+            f"{r['gmac_per_s']:.1f}" if r["gmac_per_s"] else "",
+            f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "",
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Peak memory of building a C4 Faster R-CNN and running one training iteration (peak RSS above "
+        "the process's RSS after its imports; a fresh process per model):",
+        "",
+    ]
+    lines += ["| model | MiB |", "|---|---:|"]
+    lines += [f"| {DETECTORS[v]} | {mib:.0f} |" for v, mib in result["peak_memory_mib"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = result["rows"]
+    labels = [f"{r['group'].split(' ', 1)[1][:38]}\n{r['model']}" for r in rows]
+    figure, axis = plt.subplots(figsize=(9, 0.32 * len(rows) + 1))
+    colours = ["tab:blue" if r["ratio"] <= 1.0 else "tab:orange" for r in rows]
+    axis.barh(range(len(rows)), [r["ratio"] for r in rows], color=colours)
+    axis.axvline(1.0, color="black", linewidth=0.8)
+    axis.set_yticks(range(len(rows)), labels, fontsize=6)
+    axis.invert_yaxis()
+    axis.set_xlabel("time / reference time in its group (lower is faster)")
+    axis.set_title(
+        f"resnext-det speed, {result['environment']['date']}, {result['environment']['threads']} CPU threads"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = matmul_peak(512 if args.quick else 2048)
+    rows: list[dict] = []
+    for bench in (bench_backbones, bench_detectors, bench_classification, bench_block_forms):
+        start = time.perf_counter()
+        bench(args, rows, peak)
+        print(f"{bench.__name__}: {time.perf_counter() - start:.0f} s", flush=True)
+    result = {
+        "environment": {
+            "date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads,
+            "cores": __import__("os").cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "peak_gmac_per_s": peak / 1e9, "reps": args.reps, "quick": args.quick,
+        },
+        "rows": rows,
+        "peak_memory_mib": peak_memory(args),
+    }  # fmt: skip
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    suffix = "_quick" if args.quick else ""
+    (output / f"speed{suffix}.json").write_text(json.dumps(result, indent=1))
+    (output / f"speed{suffix}.md").write_text(markdown(result))
+    chart(result, output / f"speed_ratios{suffix}.png")
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    if arguments.rss_child:
+        rss_child(arguments.rss_child, arguments)
+    else:
+        main(arguments)
