@@ -65,6 +65,8 @@ def add_resnext_config(cfg: CN) -> CN:
     # Inference only (eval_coco.py, --eval-only, TwoStagePredictor): fold every FrozenBN into the
     # convolution before it (resnext_det.modeling.fold). Same outputs within float rounding
     # (tested), one pass over each activation map fewer. Training never folds.
+    if "TEST" not in _C:  # a config that is not detectron2's (pretraining) adds its own TEST later
+        _C.TEST = CN()
     _C.TEST.FOLD_FROZEN_BN = True
     return cfg
 
