@@ -21,10 +21,10 @@ import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
 from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
-from resnext_det.engine.cli import run_tool
+from resnext_det.engine.cli import exit_on_user_error, run_tool
 from resnext_det.engine.stages import preflight, results_by_dataset
 from resnext_det.engine.two_stage import TwoStagePredictor
-from resnext_det.errors import ResNeXtDetError, user_error_message
+from resnext_det.errors import ResNeXtDetError
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
@@ -132,11 +132,8 @@ def main(args):
 if __name__ == "__main__":
     args = parse_args()
     if args.images:  # one process draws
-        try:
+        with exit_on_user_error():
             register_datasets_from_args(args)
-            sys.exit(0 if draw(args) else 1)
-        except Exception as e:
-            if user_error_message(e) is None:
-                raise
-            sys.exit(f"error: {user_error_message(e)}")
+            drawn = draw(args)
+        sys.exit(0 if drawn else 1)
     run_tool(main, args, preflight=lambda: preflight(args, args.proposals, test_only=True))

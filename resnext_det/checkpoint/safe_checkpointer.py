@@ -37,25 +37,37 @@ __all__ = [
     "SafeDetectionCheckpointer",
     "complete_checkpoints",
     "is_complete_checkpoint",
+    "newest_complete_checkpoint",
     "nonfinite_tensors",
 ]
 
 _CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
 
 
+#: (path, size, mtime) -> verdict: a resume asks several times, and each check reads the file.
+_COMPLETE: dict[tuple[str, int, int], bool] = {}
+
+
 def is_complete_checkpoint(path: str | os.PathLike) -> bool:
     """A ``torch.save`` file is a zip archive: truncation loses its central directory, and a
-    corrupted member fails its CRC."""
+    corrupted member fails its CRC. Remembered per (path, size, modification time)."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (OSError, zipfile.BadZipFile, EOFError):
+        stat = os.stat(path)
+    except OSError:
         return False
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _COMPLETE:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                _COMPLETE[key] = archive.testzip() is None
+        except (OSError, zipfile.BadZipFile, EOFError):
+            _COMPLETE[key] = False
+    return _COMPLETE[key]
 
 
-def complete_checkpoints(directory: str | os.PathLike, tagged: str = "") -> list[Path]:
-    """The complete checkpoints of a training folder, newest first: ``model_final.pth``, then
-    ``model_<iteration>.pth`` by iteration; ``tagged`` (``last_checkpoint``'s name) breaks ties."""
+def _newest_first(directory: str | os.PathLike, tagged: str) -> list[Path]:
+    """Checkpoint files by recency: ``model_final.pth``, then ``model_<iteration>.pth`` by
+    iteration; ``tagged`` (``last_checkpoint``'s name) breaks ties. Not yet checked."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
@@ -66,7 +78,17 @@ def complete_checkpoints(directory: str | os.PathLike, tagged: str = "") -> list
             order = math.inf if match and match[1] == "final" else int(match[1]) if match else -1
             candidates.append((order, path.name == tagged, path))
     candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
-    return [path for _, _, path in candidates if is_complete_checkpoint(path)]
+    return [path for _, _, path in candidates]
+
+
+def complete_checkpoints(directory: str | os.PathLike, tagged: str = "") -> list[Path]:
+    """Every complete checkpoint of a training folder, newest first (reads them all)."""
+    return [path for path in _newest_first(directory, tagged) if is_complete_checkpoint(path)]
+
+
+def newest_complete_checkpoint(directory: str | os.PathLike, tagged: str = "") -> Path | None:
+    """The newest complete checkpoint; older ones are only read when newer ones are broken."""
+    return next((p for p in _newest_first(directory, tagged) if is_complete_checkpoint(p)), None)
 
 
 def nonfinite_tensors(state_dict: dict) -> list[str]:
@@ -109,18 +131,20 @@ class SafeCheckpointMixin:
             return ""
 
     def has_checkpoint(self) -> bool:
-        return bool(self.save_dir) and bool(complete_checkpoints(self.save_dir, self._tagged()))
+        return bool(self.save_dir) and newest_complete_checkpoint(self.save_dir, self._tagged()) is not None
 
     def get_checkpoint_file(self) -> str:
-        found = complete_checkpoints(self.save_dir, self._tagged()) if self.save_dir else []
-        tagged = os.path.join(self.save_dir, self._tagged()) if self._tagged() else ""
-        if found and tagged and str(found[0]) != tagged:
+        if not self.save_dir:
+            return ""
+        tagged = self._tagged()
+        found = newest_complete_checkpoint(self.save_dir, tagged)
+        if found is not None and tagged and found.name != tagged:
             self.logger.warning(
                 "last_checkpoint names %s, but the newest complete checkpoint is %s: using it",
-                tagged,
-                found[0],
+                os.path.join(self.save_dir, tagged),
+                found,
             )
-        return str(found[0]) if found else ""
+        return str(found) if found is not None else ""
 
     def _load_file(self, filename: str):
         if not filename.endswith(".pth"):

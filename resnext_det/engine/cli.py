@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 
 from ..errors import ConfigError, user_error_message
 from .launch import check_num_gpus, launch
 
-__all__ = ["check_device", "check_num_gpus", "run_tool"]
+__all__ = ["check_device", "check_num_gpus", "exit_on_user_error", "run_tool"]
 
 
 def check_device(device: str) -> None:
@@ -28,16 +29,24 @@ def check_device(device: str) -> None:
         )
 
 
-def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None):
-    """``preflight()``, then ``launch(main, ...)`` with the tool's arguments; a user error from
-    either (in any process) exits with its message instead of a traceback."""
+@contextmanager
+def exit_on_user_error():
+    """A user error inside (from any process) exits with ``error: <message>`` and status 1;
+    anything else keeps its traceback."""
     try:
-        check_num_gpus(args.num_gpus)  # before preflight, which may generate the demo data
-        if preflight is not None:
-            preflight()
-        return launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+        yield
     except Exception as e:
         message = user_error_message(e)
         if message is None:
             raise
         sys.exit(f"error: {message}")
+
+
+def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None):
+    """``preflight()``, then ``launch(main, ...)`` with the tool's arguments, under
+    ``exit_on_user_error``."""
+    with exit_on_user_error():
+        check_num_gpus(args.num_gpus)  # before preflight, which may generate the demo data
+        if preflight is not None:
+            preflight()
+        return launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
