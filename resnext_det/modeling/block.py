@@ -16,6 +16,9 @@ Sec. 4). Downsampling is a stride 2 in the 3x3 (Sec. 4, as fb.resnet.torch), not
 Form (c) uses the same module names as detectron2's ``BottleneckBlock`` (``conv1``, ``conv2``,
 ``conv3``, ``shortcut``, each with ``.norm``), so its weights load into either implementation.
 ``resnext_det.modeling.block_forms`` maps state dicts between the forms.
+
+Every convolution is a ``FrozenBNConv2d``: detectron2's ``Conv2d`` (same state dict) that folds a
+frozen norm into its weights on the fly, which makes fine-tuning with FrozenBN faster.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from __future__ import annotations
 import math
 
 import torch
-from detectron2.layers import CNNBlockBase, Conv2d, get_norm
+from detectron2.layers import CNNBlockBase, get_norm
 from torch import nn
 from torch.nn import functional as F
 
 from ..template import BLOCK_FORMS
+from .frozen_bn_conv import FrozenBNConv2d
 
 __all__ = ["ResNeXtBlock", "he_init_"]
 
@@ -50,13 +54,15 @@ class _Branch(nn.Module):
 
     def __init__(self, in_channels, width, out_channels, stride, norm, cardinality, with_conv3):
         super().__init__()
-        self.conv1 = Conv2d(in_channels, width, 1, bias=False, norm=get_norm(norm, width))
-        self.conv2 = Conv2d(width, width, 3, stride=stride, padding=1, bias=False, norm=get_norm(norm, width))
+        self.conv1 = FrozenBNConv2d(in_channels, width, 1, bias=False, norm=get_norm(norm, width))
+        self.conv2 = FrozenBNConv2d(
+            width, width, 3, stride=stride, padding=1, bias=False, norm=get_norm(norm, width)
+        )
         he_init_(self.conv1, width * cardinality)
         he_init_(self.conv2, width * cardinality)
         self.conv3 = None
         if with_conv3:
-            self.conv3 = Conv2d(width, out_channels, 1, bias=False)
+            self.conv3 = FrozenBNConv2d(width, out_channels, 1, bias=False)
             he_init_(self.conv3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +112,7 @@ class ResNeXtBlock(CNNBlockBase):
 
         self.shortcut = None
         if in_channels != out_channels or stride != 1:
-            self.shortcut = Conv2d(
+            self.shortcut = FrozenBNConv2d(
                 in_channels,
                 out_channels,
                 1,
@@ -117,14 +123,14 @@ class ResNeXtBlock(CNNBlockBase):
             he_init_(self.shortcut)
 
         if block_form == "grouped":
-            self.conv1 = Conv2d(
+            self.conv1 = FrozenBNConv2d(
                 in_channels,
                 bottleneck_channels,
                 1,
                 bias=False,
                 norm=get_norm(norm, bottleneck_channels),
             )
-            self.conv2 = Conv2d(
+            self.conv2 = FrozenBNConv2d(
                 bottleneck_channels,
                 bottleneck_channels,
                 3,
@@ -152,7 +158,7 @@ class ResNeXtBlock(CNNBlockBase):
         if block_form == "aggregated":
             self.aggregate_norm = get_norm(norm, out_channels)
         else:
-            self.conv3 = Conv2d(
+            self.conv3 = FrozenBNConv2d(
                 bottleneck_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
             )
             he_init_(self.conv3)

@@ -5,7 +5,9 @@ training too, each norm is a fixed per-channel affine map ``y = a * x + b`` afte
 convolution. ``conv -> y = a * (W * x) + b`` equals one convolution with weights ``a * W`` and
 bias ``b``, which saves a full read and write of every activation map. Only for inference: the
 folded convolution has a bias where the checkpoint has a norm, so fold after loading weights and
-never train or save the folded model.
+never train or save the folded model. (Training gets the same saving without rewriting anything
+from ``frozen_bn_conv.FrozenBNConv2d``, which scales the weights at every call; folding once
+also saves that small per-call cost.)
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
+
+from .frozen_bn_conv import frozen_bn_affine
 
 __all__ = ["fold_frozen_batchnorm"]
 
@@ -26,8 +30,7 @@ def fold_frozen_batchnorm(model: nn.Module) -> int:
         norm = getattr(module, "norm", None)
         if not isinstance(module, nn.Conv2d) or not isinstance(norm, FrozenBatchNorm2d):
             continue
-        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        shift = norm.bias - norm.running_mean * scale
+        scale, shift = frozen_bn_affine(norm)
         module.weight.mul_(scale.view(-1, 1, 1, 1).to(module.weight.dtype))
         bias = shift if module.bias is None else module.bias * scale + shift
         module.bias = nn.Parameter(bias.to(module.weight.dtype), requires_grad=False)

@@ -11,16 +11,30 @@ The grouped width C*d and the output width double at each downsampling stage; 1x
 
 from __future__ import annotations
 
+import torch
 from detectron2.modeling.backbone import BasicStem, ResNet
+from torch.nn import functional as F
 
 from ..template import STAGE_BLOCKS, STAGE_NAMES, validate_out_features, validate_template
 from .block import ResNeXtBlock
+from .frozen_bn_conv import conv_with_frozen_bn
 
 __all__ = [
+    "ResNeXtStem",
     "make_resnext_stage",
     "make_resnext_stages",
     "build_resnext_trunk",
 ]
+
+
+class ResNeXtStem(BasicStem):
+    """detectron2's ``BasicStem`` (7x7 stride-2 conv, norm, ReLU, 3x3 stride-2 max pool; same
+    parameters, names and initialisation) whose frozen norm is folded into the convolution at each
+    call, as in ``ResNeXtBlock`` (see ``frozen_bn_conv``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(conv_with_frozen_bn(self.conv1, x))
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
 def make_resnext_stage(
@@ -113,7 +127,7 @@ def build_resnext_trunk(
         if num_classes is not None
         else max([1] + [STAGE_NAMES.index(f) + 2 for f in out_features if f in STAGE_NAMES])
     )
-    stem = BasicStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
+    stem = ResNeXtStem(in_channels=in_channels, out_channels=stem_out_channels, norm=norm)
     stages = make_resnext_stages(
         depth,
         cardinality,

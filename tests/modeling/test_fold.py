@@ -13,19 +13,8 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
 
 
-def randomize_frozen_norms(model):
-    generator = torch.Generator().manual_seed(0)
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            n = module.num_features
-            module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-
-
 @pytest.mark.parametrize("form", ["grouped", "concat"])
-def test_folded_c4_model_computes_the_same(form):
+def test_folded_c4_model_computes_the_same(form, randomize_frozen_norms):
     cfg = setup_cfg(
         get_config_file("demo/Base-Pretrained-tiny-C4.yaml"),
         ["MODEL.RESNEXT.BLOCK_FORM", form, "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"],

@@ -1,0 +1,50 @@
+"""A convolution that applies its frozen batch norm as its own weight scale and bias, in training too.
+
+The paper fine-tunes detectors with BN frozen (``FrozenBN``): each norm is a fixed per-channel
+affine map ``y = a * x + b`` after a convolution. detectron2's ``Conv2d`` runs it as a separate
+step, and while gradients are needed ``FrozenBatchNorm2d`` computes ``x * a + b`` as two
+out-of-place passes over the activation map, plus one more pass for the gradient. But
+``a * (W * x) + b`` is one convolution with weights ``a * W`` and bias ``b``: scaling the weights
+costs one pass over the (small) weight tensor, and the convolution adds the bias while it writes
+its output. The gradient reaching ``W`` is the same, only rounded differently, because autograd
+differentiates through the scaling.
+
+Unlike ``fold.fold_frozen_batchnorm`` (inference only), nothing is rewritten: the module keeps
+``weight`` and ``norm`` exactly as detectron2's ``Conv2d`` does, so checkpoints, ``freeze()``
+(which swaps BN for FrozenBN later) and weight loading are unchanged. Any other norm (BN, SyncBN,
+GN) runs the ordinary way.
+"""
+
+from __future__ import annotations
+
+import torch
+from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from torch.nn import functional as F
+
+__all__ = ["FrozenBNConv2d", "frozen_bn_affine", "conv_with_frozen_bn"]
+
+
+def frozen_bn_affine(norm: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel ``(scale, shift)`` with ``norm(x) == x * scale + shift``."""
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
+def conv_with_frozen_bn(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """What detectron2's ``conv(x)`` computes, with a ``FrozenBatchNorm2d`` norm folded on the fly."""
+    norm = conv.norm
+    if not isinstance(norm, FrozenBatchNorm2d):
+        return Conv2d.forward(conv, x)
+    scale, shift = frozen_bn_affine(norm)
+    weight = conv.weight * scale.to(conv.weight.dtype).view(-1, 1, 1, 1)
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    x = F.conv2d(x, weight, bias.to(conv.weight.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+    return x if conv.activation is None else conv.activation(x)
+
+
+class FrozenBNConv2d(Conv2d):
+    """detectron2's ``Conv2d`` (same arguments, parameters and state dict) that folds a
+    ``FrozenBatchNorm2d`` norm into the convolution at every call; see the module docstring."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_with_frozen_bn(self, x)

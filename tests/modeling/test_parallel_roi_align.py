@@ -1,0 +1,76 @@
+"""ParallelROIAlign gives detectron2's ROIAlign results, forward and backward, on several threads."""
+
+from __future__ import annotations
+
+from resnext_det import get_config_file
+from resnext_det.engine import setup_cfg
+from resnext_det.modeling.parallel_roi_align import ParallelROIAlign
+
+import pytest
+import torch
+from detectron2.layers import ROIAlign
+from detectron2.modeling import build_model
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def random_rois(image_indices, height, width, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    n = len(image_indices)
+    xy = torch.rand(n, 2, generator=generator) * torch.tensor([width * 0.7, height * 0.7])
+    wh = torch.rand(n, 2, generator=generator) * torch.tensor([width * 0.5, height * 0.5]) + 2
+    return torch.cat([torch.tensor(image_indices, dtype=torch.float32)[:, None], xy, xy + wh], dim=1)
+
+
+def pool_and_backprop(module, features, rois):
+    features = features.clone().requires_grad_()
+    pooled = module(features, rois)
+    pooled.backward(torch.linspace(-1, 1, pooled.numel()).view_as(pooled))
+    return pooled, features.grad
+
+
+@pytest.mark.parametrize(
+    "image_indices, num_threads, exact",
+    [
+        ([0] * 5 + [1] * 5, 2, True),  # one chunk per image, as detectron2 orders RoIs: bit-identical
+        ([0] * 7 + [1] * 3, 2, False),  # a chunk spans both images
+        ([2, 0, 1, 2, 0, 1, 1], 3, False),  # unordered, three threads
+        ([0, 0, 0], 4, False),  # fewer RoIs than threads, all in one image
+    ],
+)
+def test_same_pooled_features_and_gradient(threads, image_indices, num_threads, exact):
+    threads(num_threads)
+    features = torch.randn(3, 8, 24, 32)
+    rois = random_rois(image_indices, 24 * 16, 32 * 16)
+    serial = pool_and_backprop(ROIAlign((7, 7), 1 / 16, 0, aligned=True), features, rois)
+    parallel = pool_and_backprop(ParallelROIAlign((7, 7), 1 / 16, 0, aligned=True), features, rois)
+    assert torch.equal(parallel[0], serial[0])
+    assert serial[1].abs().sum() > 0
+    if exact:
+        assert torch.equal(parallel[1], serial[1])
+    else:
+        torch.testing.assert_close(parallel[1], serial[1], rtol=1e-6, atol=1e-6)
+
+
+def test_channels_last_input_and_one_thread(threads):
+    features = torch.randn(2, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    rois = random_rois([0, 1, 1], 256, 256)
+    expected = ROIAlign(5, 1 / 16, 2, aligned=False)(features, rois)
+    threads(2)
+    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected)
+    threads(1)  # the serial path
+    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected)
+
+
+def test_the_c4_detector_pools_with_it():
+    cfg = setup_cfg(
+        get_config_file("demo/Base-Pretrained-tiny-C4.yaml"), ["DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]
+    )
+    poolers = build_model(cfg).roi_heads.pooler.level_poolers
+    assert [type(p) for p in poolers] == [ParallelROIAlign]
+    assert poolers[0].output_size == (cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,) * 2
