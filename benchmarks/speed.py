@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Speed side by side: this project's ResNeXt vs detectron2's built-in ResNeXt vs ResNet-50.
 
-  python benchmarks/speed.py                 # the README's table, about 8 minutes on 2 cores
+  python benchmarks/speed.py                 # the README's table, about 15 minutes on 2 cores
   python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
 
 One process, threads fixed (``--threads``), every group of models timed interleaved (A B C A B C
-...) after a warm-up round, medians of ``--reps`` repetitions:
+...) after a warm-up round, ``--reps`` repetitions. Each row gives the median time and its ratio to
+the group's reference: the median of the per-repetition ratios (A over B timed side by side in
+the same round), with their range, which is steadier on a shared machine than a ratio of medians.
 
 1. backbone (stem..res4, the C4 trunk) forward+backward at a detection size: ours X50 (32x4d),
    detectron2's ``build_resnet_backbone`` with the same template (``NUM_GROUPS 32,
    WIDTH_PER_GROUP 4, STRIDE_IN_1X1 False``), ours R50 (1x64d); FrozenBN, stem and res2 frozen,
    as the paper fine-tunes;
-2. the full C4 Faster R-CNN: one training iteration (synthetic boxes) and inference, the same three;
+2. the full C4 Faster R-CNN: one training iteration (synthetic boxes) and inference, the same three
+   plus ours X50 in channels_last;
 3. classification at 224x224, ours X50 vs ours R50: training step and inference in fp32, fp32
    channels_last, and bf16 autocast + channels_last;
 4. the block forms of Fig. 3, (a) aggregated, (b) concatenated, (c) grouped, at conv2 and conv4
@@ -61,24 +64,33 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per model (median kept)")
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per model (median kept)")
+    parser.add_argument(
+        "--bf16-reps",
+        type=int,
+        default=2,
+        help="repetitions of the bf16 rows (slow where the CPU lacks bf16)",
+    )
     parser.add_argument("--det-size", type=int, nargs=2, default=(320, 416), metavar=("H", "W"))
     parser.add_argument("--det-images", type=int, default=2)
     parser.add_argument("--rois", type=int, default=32, help="RoIs per image in a training iteration")
     parser.add_argument("--test-proposals", type=int, default=100, help="proposals per image at inference")
-    parser.add_argument("--cls-batch", type=int, default=4)
+    parser.add_argument("--cls-batch", type=int, default=8)
+    parser.add_argument("--cls-size", type=int, default=224, help="classification image side")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repetition (a smoke test)")
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.reps, args.det_size, args.det_images, args.cls_batch = 1, (128, 160), 1, 2
+        args.reps, args.bf16_reps, args.det_size, args.det_images = 1, 1, (64, 96), 1
+        args.rois, args.test_proposals, args.cls_batch, args.cls_size = 8, 20, 2, 64
     return args
 
 
 # ------------------------------------------------------------------------------ models
 def detection_cfg(variant: str, args):
-    """ours_x50 / d2_x50 / ours_r50: the paper's C4 Faster R-CNN (FrozenBN, FREEZE_AT 2) on CPU."""
+    """ours_x50 / d2_x50 / ours_r50: the paper's C4 Faster R-CNN (FrozenBN, FREEZE_AT 2) on CPU.
+    ``ours_x50_cl`` is ours_x50 (the memory format is set on the built model)."""
     cfg = get_cfg()
     add_resnext_config(cfg)
     name = "faster_rcnn_R50_C4.yaml" if variant == "ours_r50" else "faster_rcnn_X50_32x4d_C4.yaml"
@@ -102,6 +114,7 @@ DETECTORS = {
     "d2_x50": "detectron2 X50 (32x4d)",
     "ours_r50": "ours R50 (1x64d)",
 }
+CHANNELS_LAST_DETECTOR = {"ours_x50_cl": "ours X50 (32x4d), channels_last"}
 
 
 def detection_batch(args, num_classes: int = 80):
@@ -132,8 +145,8 @@ def sgd(model):
 
 
 # ------------------------------------------------------------------------------ timing
-def interleaved(cases: dict, reps: int) -> dict[str, float]:
-    """Median seconds per call of each case, timed A B C A B C ... after one warm-up round."""
+def interleaved(cases: dict, reps: int) -> dict[str, list[float]]:
+    """Seconds per call of each case in each repetition, timed A B C A B C ... after a warm-up round."""
     for fn in cases.values():
         fn()
     times = {name: [] for name in cases}
@@ -142,13 +155,13 @@ def interleaved(cases: dict, reps: int) -> dict[str, float]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def matmul_peak(n: int = 2048, reps: int = 5) -> float:
     """fp32 multiply-adds per second of an n x n x n matmul on this machine and thread count."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    seconds = interleaved({"mm": lambda: torch.mm(a, b)}, reps)["mm"]
+    seconds = statistics.median(interleaved({"mm": lambda: torch.mm(a, b)}, reps)["mm"])
     return n**3 / seconds
 
 
@@ -181,29 +194,32 @@ def bench_backbones(args, rows, peak):
 
 def bench_detectors(args, rows, peak):
     batch = detection_batch(args)
+    test_inputs = [{k: v for k, v in batch[0].items() if k != "instances"}]
     train_cases, infer_cases = {}, {}
-    for variant in DETECTORS:
+    for variant in [*DETECTORS, *CHANNELS_LAST_DETECTOR]:
         cfg = detection_cfg(variant, args)
-        model = build_model(cfg).train()
+        memory_format = torch.channels_last if variant.endswith("_cl") else torch.contiguous_format
+        model = build_model(cfg).train().to(memory_format=memory_format)
         optimizer = sgd(model)
         train_cases[variant] = lambda model=model, optimizer=optimizer: train_step(model, optimizer, batch)
-        inference = build_model(cfg).eval()
+        inference = build_model(cfg).eval().to(memory_format=memory_format)
         if variant.startswith("ours"):
             fold_frozen_batchnorm(inference)  # the tools' inference path (TEST.FOLD_FROZEN_BN)
 
         def infer(inference=inference):
             with torch.no_grad():
-                inference([{k: v for k, v in batch[0].items() if k != "instances"}])
+                inference(test_inputs)
 
         infer_cases[variant] = infer
     train = interleaved(train_cases, args.reps)
     infer = interleaved(infer_cases, args.reps)
+    labels = {**DETECTORS, **CHANNELS_LAST_DETECTOR}
     size = f"{args.det_images}x{args.det_size[0]}x{args.det_size[1]}, {args.rois} RoIs/image"
-    for variant, label in DETECTORS.items():
+    for variant, label in labels.items():
         rows.append(row("2. C4 Faster R-CNN training iteration", label, train[variant], train["d2_x50"],
                         args.det_images, None, peak, size))  # fmt: skip
     test_size = f"1x{args.det_size[0]}x{args.det_size[1]}, {args.test_proposals} proposals"
-    for variant, label in DETECTORS.items():
+    for variant, label in labels.items():
         note = test_size + (", FrozenBN folded" if variant.startswith("ours") else "")
         rows.append(
             row("2. C4 Faster R-CNN inference", label, infer[variant], infer["d2_x50"], 1, None, peak, note)
@@ -211,14 +227,16 @@ def bench_detectors(args, rows, peak):
 
 
 def bench_classification(args, rows, peak):
-    images = torch.randn(args.cls_batch, 3, 224, 224)
+    side = args.cls_size
+    images = torch.randn(args.cls_batch, 3, side, side)
     labels = torch.randint(1000, (args.cls_batch,))
     modes = {
-        "fp32": (torch.contiguous_format, None),
-        "fp32 channels_last": (torch.channels_last, None),
-        "bf16 autocast + channels_last": (torch.channels_last, torch.bfloat16),
+        "fp32": (torch.contiguous_format, None, args.reps),
+        "fp32 channels_last": (torch.channels_last, None, args.reps),
+        "bf16 autocast + channels_last": (torch.channels_last, torch.bfloat16, args.bf16_reps),
     }
-    for mode, (memory_format, dtype) in modes.items():
+    size = f"{args.cls_batch}x{side}x{side}"
+    for mode, (memory_format, dtype, reps) in modes.items():
         models = {"X50": resnext50_32x4d(), "R50": resnet50()}
         macs = {name: forward_macs(m.eval(), (images,)) for name, m in models.items()}
         x = images.contiguous(memory_format=memory_format)
@@ -226,14 +244,14 @@ def bench_classification(args, rows, peak):
         for name, model in models.items():
             model = model.to(memory_format=memory_format)
             train_cases[name], infer_cases[name] = classification_steps(model, x, labels, dtype)
-        train = interleaved(train_cases, args.reps)
-        infer = interleaved(infer_cases, args.reps)
+        train = interleaved(train_cases, reps)
+        infer = interleaved(infer_cases, reps)
         for name in models:
             label = f"ours {name}, {mode}"
             rows.append(row("3. classification training step", label, train[name], train["R50"],
-                            args.cls_batch, 3 * macs[name], peak, f"{args.cls_batch}x224x224"))  # fmt: skip
+                            args.cls_batch, 3 * macs[name], peak, size))  # fmt: skip
             rows.append(row("3. classification inference", label, infer[name], infer["R50"],
-                            args.cls_batch, macs[name], peak, f"{args.cls_batch}x224x224"))  # fmt: skip
+                            args.cls_batch, macs[name], peak, size))  # fmt: skip
 
 
 def classification_steps(model, images, labels, dtype):
@@ -286,15 +304,22 @@ def forward_backward(module, x):
     return lambda: module(x).sum().backward()
 
 
-def row(group, label, seconds, reference_seconds, images, macs, peak, size) -> dict:
+def row(group, label, times, reference_times, images, macs, peak, size) -> dict:
+    """One table row: median seconds, and the median and range of the ratios to the reference
+    measured in the same repetition (``times is reference_times`` marks the reference row)."""
+    seconds = statistics.median(times)
+    ratios = [t / ref for t, ref in zip(times, reference_times, strict=True)]
     achieved = macs / seconds if macs else None
     return {
         "group": group,
         "model": label,
         "size": size,
+        "reference": times is reference_times,
         "seconds": seconds,
+        "all_seconds": times,
         "images_per_s": images / seconds,
-        "ratio": seconds / reference_seconds,
+        "ratio": statistics.median(ratios),
+        "ratio_range": [min(ratios), max(ratios)],
         "gmacs": macs / 1e9 if macs else None,
         "gmac_per_s": achieved / 1e9 if achieved else None,
         "fraction_of_peak": achieved / peak if achieved else None,
@@ -337,19 +362,24 @@ def peak_memory(args) -> dict[str, float]:
 # ------------------------------------------------------------------------------ output
 def markdown(result: dict) -> str:
     env = result["environment"]
+    native_bf16 = "native bf16" if env["native_bf16"] else "no native bf16 (emulated: slow)"
     lines = [
         f"{env['date']}, torch {env['torch']}, {env['threads']} threads on {env['cores']} cores "
-        f"({env['cpu']}); fp32 matmul peak {env['peak_gmac_per_s']:.1f} GMAC/s. Medians of "
-        f"{env['reps']} interleaved repetitions. Ratio: time over the first row marked (ref) of each group.",
+        f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}); fp32 matmul peak "
+        f"{env['peak_gmac_per_s']:.1f} GMAC/s. {env['reps']} interleaved repetitions after a warm-up "
+        f"({env['bf16_reps']} for bf16): median seconds; ratio = median over the repetitions of the time "
+        "over the group's (ref) row timed in the same repetition, with the lowest and highest in brackets.",
         "",
-        "| measurement | model | input | s | images/s | ratio | GMAC | GMAC/s | of peak |",
+        "| measurement | model | input | s | images/s | ratio (range) | GMAC | GMAC/s | of peak |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
-        reference = " (ref)" if abs(r["ratio"] - 1.0) < 1e-12 else ""
+        reference = " (ref)" if r["reference"] else ""
+        low, high = r["ratio_range"]
+        ratio = "1.00" if r["reference"] else f"{r['ratio']:.2f} ({low:.2f}–{high:.2f})"
         cells = [
             r["group"], r["model"] + reference, r["size"], f"{r['seconds']:.3f}", f"{r['images_per_s']:.2f}",
-            f"{r['ratio']:.2f}",
+            ratio,
             f"{r['gmacs']:.1f}" if r["gmacs"] else "",
             f"{r['gmac_per_s']:.1f}" if r["gmac_per_s"] else "",
             f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "",
@@ -375,12 +405,19 @@ def chart(result: dict, path: Path) -> None:
     rows = result["rows"]
     labels = [f"{r['group'].split(' ', 1)[1][:38]}\n{r['model']}" for r in rows]
     figure, axis = plt.subplots(figsize=(9, 0.32 * len(rows) + 1))
-    colours = ["tab:blue" if r["ratio"] <= 1.0 else "tab:orange" for r in rows]
-    axis.barh(range(len(rows)), [r["ratio"] for r in rows], color=colours)
+    colours = [
+        "tab:gray" if r["reference"] else "tab:blue" if r["ratio"] <= 1.0 else "tab:orange" for r in rows
+    ]
+    ratios = [r["ratio"] for r in rows]
+    spread = [
+        [r["ratio"] - r["ratio_range"][0] for r in rows],
+        [r["ratio_range"][1] - r["ratio"] for r in rows],
+    ]
+    axis.barh(range(len(rows)), ratios, color=colours, xerr=spread, error_kw={"linewidth": 0.8})
     axis.axvline(1.0, color="black", linewidth=0.8)
     axis.set_yticks(range(len(rows)), labels, fontsize=6)
     axis.invert_yaxis()
-    axis.set_xlabel("time / reference time in its group (lower is faster)")
+    axis.set_xlabel("time / reference (grey) time in its group, lower is faster; whiskers: lowest-highest")
     axis.set_title(
         f"resnext-det speed, {result['environment']['date']}, {result['environment']['threads']} CPU threads"
     )
@@ -401,7 +438,10 @@ def main(args) -> dict:
         "environment": {
             "date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads,
             "cores": __import__("os").cpu_count(), "cpu": platform.processor() or platform.machine(),
-            "peak_gmac_per_s": peak / 1e9, "reps": args.reps, "quick": args.quick,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "peak_gmac_per_s": peak / 1e9, "reps": args.reps, "bf16_reps": args.bf16_reps,
+            "quick": args.quick,
         },
         "rows": rows,
         "peak_memory_mib": peak_memory(args),

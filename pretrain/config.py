@@ -9,10 +9,12 @@ described by the same ``MODEL.RESNEXT`` keys as the detector, so one template go
 from __future__ import annotations
 
 from resnext_det.config import add_resnext_config
+from resnext_det.errors import ConfigError
 
+import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["get_pretrain_cfg", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["get_pretrain_cfg", "IMAGENET_MEAN", "IMAGENET_STD", "autocast_dtype", "uses_channels_last"]
 
 #: RGB in [0, 1] (fb.resnet.torch / torchvision).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,9 +68,16 @@ def get_pretrain_cfg() -> CN:
     # lr is divided by GAMMA at the start of each of these epochs.
     _C.SOLVER.STEPS = (30, 60, 80)
     _C.SOLVER.GAMMA = 0.1
-    # "" (fp32, default: exact), "bf16" or "fp16" autocast.
+    # "" (fp32, default: exact), "bf16" or "fp16" autocast (see the README's Speed section).
     _C.SOLVER.AMP = ""
-    _C.SOLVER.CHANNELS_LAST = False
+    # "auto" (channels_last on the CPU, where it measured faster; contiguous on GPUs, not measured
+    # yet), "channels_last" or "contiguous". Both keep fp32 results; only the speed differs.
+    _C.SOLVER.MEMORY_FORMAT = "auto"
+    _C.register_renamed_key(
+        "SOLVER.CHANNELS_LAST",
+        "SOLVER.MEMORY_FORMAT",
+        message='use SOLVER.MEMORY_FORMAT "channels_last", "contiguous" or "auto" (the default)',
+    )
 
     _C.TEST = CN()
     # Single centre crop: resize the shorter side to RESIZE, crop CROP_SIZE. Table 5's 320x320
@@ -82,3 +91,26 @@ def get_pretrain_cfg() -> CN:
     _C.SEED = 0
     _C.VERSION = 2  # detectron2's CfgNode only merges files into a config of its latest version
     return _C
+
+
+_AMP_DTYPES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def autocast_dtype(cfg) -> torch.dtype | None:
+    """The autocast dtype of ``SOLVER.AMP`` (None: plain fp32)."""
+    if cfg.SOLVER.AMP not in _AMP_DTYPES:
+        raise ConfigError(f"SOLVER.AMP is {cfg.SOLVER.AMP!r}; expected one of {list(_AMP_DTYPES)}")
+    return _AMP_DTYPES[cfg.SOLVER.AMP]
+
+
+def uses_channels_last(cfg) -> bool:
+    """Whether ``SOLVER.MEMORY_FORMAT`` puts the classifier and its input in channels_last."""
+    memory_format = cfg.SOLVER.MEMORY_FORMAT
+    if memory_format not in _MEMORY_FORMATS:
+        raise ConfigError(
+            f"SOLVER.MEMORY_FORMAT is {memory_format!r}; expected one of {list(_MEMORY_FORMATS)}"
+        )
+    if memory_format == "auto":
+        return torch.device(cfg.MODEL.DEVICE).type == "cpu"
+    return memory_format == "channels_last"

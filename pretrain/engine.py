@@ -33,6 +33,7 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 from torch.nn import functional as F
 
+from .config import autocast_dtype, uses_channels_last
 from .data import build_datasets, build_loader
 
 __all__ = ["build_classifier", "load_classifier_weights", "evaluate", "train", "checkpoint_metadata"]
@@ -52,7 +53,7 @@ def build_classifier(cfg) -> torch.nn.Module:
         zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
         **template,
     ).to(cfg.MODEL.DEVICE)
-    if cfg.SOLVER.CHANNELS_LAST:
+    if uses_channels_last(cfg):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -127,8 +128,8 @@ class ClassificationTrainer(SimpleTrainer):
     def __init__(self, cfg, model, stream, optimizer):
         super().__init__(model, stream, optimizer)
         self.device = torch.device(cfg.MODEL.DEVICE)
-        self.channels_last = cfg.SOLVER.CHANNELS_LAST
-        self.amp_dtype = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.SOLVER.AMP]
+        self.channels_last = uses_channels_last(cfg)
+        self.amp_dtype = autocast_dtype(cfg)
         self.scaler = None
         if self.amp_dtype is torch.float16:
             self.scaler = torch.amp.GradScaler(self.device.type)
@@ -169,7 +170,7 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
     correct1 = correct5 = total = 0
     for images, labels in build_loader(cfg, dataset, train=False):
         images = images.to(cfg.MODEL.DEVICE)
-        if cfg.SOLVER.CHANNELS_LAST:
+        if uses_channels_last(cfg):
             images = images.contiguous(memory_format=torch.channels_last)
         top5 = model(images).topk(min(5, cfg.MODEL.NUM_CLASSES), dim=1).indices.cpu()
         hits = top5 == labels.view(-1, 1)

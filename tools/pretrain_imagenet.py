@@ -15,7 +15,7 @@ import logging
 import os
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from pretrain.config import get_pretrain_cfg
+from pretrain.config import autocast_dtype, get_pretrain_cfg, uses_channels_last
 from pretrain.data import build_datasets
 from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
 from resnext_det.atomic_files import atomic_write_json
@@ -32,6 +32,7 @@ def load_cfg(args):
     cfg = get_pretrain_cfg()
     merge_config(cfg, args.config_file, args.opts)
     cfg.freeze()
+    autocast_dtype(cfg), uses_channels_last(cfg)  # a bad SOLVER.AMP / MEMORY_FORMAT fails here, named
     return cfg
 
 

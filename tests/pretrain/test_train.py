@@ -91,7 +91,7 @@ def test_two_processes_equal_one_with_the_same_total_batch(tiny_cfg, tmp_path):
 
 
 def test_bf16_autocast_and_channels_last_train(tiny_cfg):
-    cfg = tiny_cfg("SOLVER.EPOCHS", "1", "SOLVER.AMP", "bf16", "SOLVER.CHANNELS_LAST", "True")
+    cfg = tiny_cfg("SOLVER.EPOCHS", "1", "SOLVER.AMP", "bf16", "SOLVER.MEMORY_FORMAT", "channels_last")
     results = train(cfg)
     assert 0 <= results["top1_err"] <= 100
     weights = final_weights(cfg)
@@ -115,3 +115,30 @@ def test_cuda_device_without_gpu_is_explained(tiny_cfg):
 
     with pytest.raises(ValueError, match="add `MODEL.DEVICE cpu`"):
         build_classifier(tiny_cfg("MODEL.DEVICE", "cuda"))
+
+
+def test_memory_format_auto_is_channels_last_on_the_cpu(tiny_cfg):
+    from pretrain.config import uses_channels_last
+    from pretrain.engine import build_classifier
+
+    cfg = tiny_cfg()
+    assert cfg.SOLVER.MEMORY_FORMAT == "auto" and uses_channels_last(cfg)
+    model = build_classifier(cfg)
+    assert model.stem.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not uses_channels_last(tiny_cfg("SOLVER.MEMORY_FORMAT", "contiguous"))
+    cuda = tiny_cfg("MODEL.DEVICE", "cuda")  # not measured on GPUs yet: the conventional layout
+    assert not uses_channels_last(cuda)
+    cuda.SOLVER.MEMORY_FORMAT = "channels_last"
+    assert uses_channels_last(cuda)
+
+
+def test_bad_precision_keys_are_named(tiny_cfg):
+    from pretrain.config import autocast_dtype, uses_channels_last
+    from resnext_det.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"SOLVER.MEMORY_FORMAT is 'nhwc'; expected one of \['auto'"):
+        uses_channels_last(tiny_cfg("SOLVER.MEMORY_FORMAT", "nhwc"))
+    with pytest.raises(ConfigError, match=r"SOLVER.AMP is 'fp8'; expected one of \['', 'bf16', 'fp16'\]"):
+        autocast_dtype(tiny_cfg("SOLVER.AMP", "fp8"))
+    with pytest.raises(KeyError, match="SOLVER.CHANNELS_LAST was renamed to SOLVER.MEMORY_FORMAT"):
+        tiny_cfg("SOLVER.CHANNELS_LAST", "True")

@@ -1,0 +1,56 @@
+"""The speed benchmark's one command runs end to end (``--quick``: tiny sizes, one repetition) and
+writes the table, the JSON and the chart the README shows. Its timings are not asserted here: speed
+targets live in the benchmark's own output, not in unit tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_speed_benchmark_writes_table_json_and_chart(tmp_path):
+    command = [sys.executable, "benchmarks/speed.py", "--quick", "--output", str(tmp_path)]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    result = json.loads((tmp_path / "speed_quick.json").read_text())
+    rows = result["rows"]
+    groups = Counter(r["group"] for r in rows)
+    assert groups == {
+        "1. C4 backbone, forward+backward": 3,
+        "2. C4 Faster R-CNN training iteration": 4,
+        "2. C4 Faster R-CNN inference": 4,
+        "3. classification training step": 6,
+        "3. classification inference": 6,
+        "4. Fig. 3 block forms at conv2, forward+backward": 3,
+        "4. Fig. 3 block forms at conv4, forward+backward": 3,
+    }
+    # every group is compared with one reference, timed in the same repetitions
+    references = [r for r in rows if r["reference"]]
+    assert len(references) == 1 + 2 + 3 * 2 + 2  # classification: one per precision, training and inference
+    for r in rows:
+        assert r["seconds"] > 0 and len(r["all_seconds"]) == 1
+        low, high = r["ratio_range"]
+        assert low <= r["ratio"] <= high
+        if r["reference"]:
+            assert r["ratio"] == 1.0
+    by_model = {(r["group"], r["model"]): r for r in rows}
+    backbone = "1. C4 backbone, forward+backward"
+    assert by_model[(backbone, "detectron2 X50 (32x4d)")]["reference"]
+    # fvcore counts the same convolutions in both; detectron2 also runs its frozen stem and res2
+    # norms as batch norms (which fvcore counts), where ours folds them into the convolutions
+    ours, theirs = (by_model[(backbone, m)]["gmacs"] for m in ("ours X50 (32x4d)", "detectron2 X50 (32x4d)"))
+    assert theirs * 0.99 < ours < theirs
+    assert 0 < by_model[(backbone, "ours X50 (32x4d)")]["fraction_of_peak"]
+    assert set(result["peak_memory_mib"]) == {"ours_x50", "d2_x50", "ours_r50"}
+    assert all(mib > 10 for mib in result["peak_memory_mib"].values())
+
+    table = (tmp_path / "speed_quick.md").read_text()
+    assert "| measurement | model | input | s | images/s | ratio (range) |" in table
+    assert table.count(" (ref) |") == len(references)
+    assert (tmp_path / "speed_ratios_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
