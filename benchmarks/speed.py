@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed side by side: this project's ResNeXt vs detectron2's built-in ResNeXt vs ResNet-50.
 
-  python benchmarks/speed.py                 # the README's table, about 15 minutes on 2 cores
+  python benchmarks/speed.py                 # the README's table, about 13 minutes on 2 cores
   python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
 
 One process, threads fixed (``--threads``), every group of models timed interleaved (A B C A B C
@@ -14,7 +14,9 @@ the same round), with their range, which is steadier on a shared machine than a 
    WIDTH_PER_GROUP 4, STRIDE_IN_1X1 False``), ours R50 (1x64d); FrozenBN, stem and res2 frozen,
    as the paper fine-tunes;
 2. the full C4 Faster R-CNN: one training iteration (synthetic boxes) and inference, the same three
-   plus ours X50 in channels_last;
+   plus ours X50 in channels_last; at inference the RPN's NMS is off, so that every model's res5
+   head runs on exactly ``--test-proposals`` RoIs (with random weights NMS keeps a different
+   number per model);
 3. classification at 224x224, ours X50 vs ours R50: training step and inference in fp32, fp32
    channels_last, and bf16 autocast + channels_last;
 4. the block forms of Fig. 3, (a) aggregated, (b) concatenated, (c) grouped, at conv2 and conv4
@@ -99,6 +101,9 @@ def detection_cfg(variant: str, args):
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = args.test_proposals
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 10 * args.test_proposals
+    # No RPN NMS at test time: with random weights NMS keeps a different number of proposals per
+    # model (10 for one, 100 for another), and the res5 head's cost is proportional to it.
+    cfg.MODEL.RPN.NMS_THRESH_TEST = 1.0
     if variant == "d2_x50":  # detectron2's own ResNeXt with the same template
         cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
         cfg.MODEL.BACKBONE.FREEZE_AT = 2
