@@ -14,9 +14,10 @@ the same round), with their range, which is steadier on a shared machine than a 
    WIDTH_PER_GROUP 4, STRIDE_IN_1X1 False``), ours R50 (1x64d); FrozenBN, stem and res2 frozen,
    as the paper fine-tunes;
 2. the full C4 Faster R-CNN: one training iteration (synthetic boxes) and inference, the same three
-   plus ours X50 in channels_last; at inference the RPN's NMS is off, so that every model's res5
-   head runs on exactly ``--test-proposals`` RoIs (with random weights NMS keeps a different
-   number per model);
+   plus ours X50 in channels_last; at inference the RPN's NMS is off and its box deltas are zero
+   (proposals = anchors), so that every model's res5 head runs on exactly ``--test-proposals``
+   RoIs (random weights otherwise leave each model another number); the RoI counts are recorded
+   by a hook, and unequal counts stop the benchmark;
 3. classification at 224x224, ours X50 vs ours R50: training step and inference in fp32, fp32
    channels_last, and bf16 autocast + channels_last;
 4. the block forms of Fig. 3, (a) aggregated, (b) concatenated, (c) grouped, at conv2 and conv4
@@ -101,8 +102,8 @@ def detection_cfg(variant: str, args):
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = args.test_proposals
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 10 * args.test_proposals
-    # No RPN NMS at test time: with random weights NMS keeps a different number of proposals per
-    # model (10 for one, 100 for another), and the res5 head's cost is proportional to it.
+    # No RPN NMS at test time (and see ``proposals_are_anchors``): with random weights NMS keeps a
+    # different number of proposals per model, and the res5 head's cost is proportional to it.
     cfg.MODEL.RPN.NMS_THRESH_TEST = 1.0
     if variant == "d2_x50":  # detectron2's own ResNeXt with the same template
         cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
@@ -135,6 +136,29 @@ def detection_batch(args, num_classes: int = 80):
         image = torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8).float()
         batch.append({"image": image, "height": height, "width": width, "instances": instances})
     return batch
+
+
+def proposals_are_anchors(model) -> None:
+    """Zero the RPN's box deltas, so that the proposals are anchors: random deltas make many boxes
+    empty after clipping, which are dropped, and each model's res5 head would then run on another
+    number of RoIs (83 for one model, 100 for another were seen)."""
+    torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.weight)
+    torch.nn.init.zeros_(model.proposal_generator.rpn_head.anchor_deltas.bias)
+
+
+def res5_batch_sizes(model) -> list[int]:
+    """The number of RoIs the res5 head runs on, one entry per call (filled as the model runs)."""
+    seen: list[int] = []
+    model.roi_heads.res5.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape[0]))
+    return seen
+
+
+def same_count(counts: dict[str, list[int]], what: str) -> int:
+    """The one RoI count every model saw; a benchmark comparing unequal work is refused."""
+    distinct = {variant: sorted(set(seen)) for variant, seen in counts.items()}
+    if len({tuple(d) for d in distinct.values()}) != 1 or len(next(iter(distinct.values()))) != 1:
+        raise RuntimeError(f"the models' res5 heads ran on different numbers of RoIs in {what}: {distinct}")
+    return next(iter(distinct.values()))[0]
 
 
 def train_step(model, optimizer, inputs):
@@ -200,14 +224,17 @@ def bench_backbones(args, rows, peak):
 def bench_detectors(args, rows, peak):
     batch = detection_batch(args)
     test_inputs = [{k: v for k, v in batch[0].items() if k != "instances"}]
-    train_cases, infer_cases = {}, {}
+    train_cases, infer_cases, train_rois, infer_rois = {}, {}, {}, {}
     for variant in [*DETECTORS, *CHANNELS_LAST_DETECTOR]:
         cfg = detection_cfg(variant, args)
         memory_format = torch.channels_last if variant.endswith("_cl") else torch.contiguous_format
         model = build_model(cfg).train().to(memory_format=memory_format)
+        train_rois[variant] = res5_batch_sizes(model)
         optimizer = sgd(model)
         train_cases[variant] = lambda model=model, optimizer=optimizer: train_step(model, optimizer, batch)
         inference = build_model(cfg).eval().to(memory_format=memory_format)
+        proposals_are_anchors(inference)
+        infer_rois[variant] = res5_batch_sizes(inference)
         if variant.startswith("ours"):
             fold_frozen_batchnorm(inference)  # the tools' inference path (TEST.FOLD_FROZEN_BN)
 
@@ -219,11 +246,12 @@ def bench_detectors(args, rows, peak):
     train = interleaved(train_cases, args.reps)
     infer = interleaved(infer_cases, args.reps)
     labels = {**DETECTORS, **CHANNELS_LAST_DETECTOR}
-    size = f"{args.det_images}x{args.det_size[0]}x{args.det_size[1]}, {args.rois} RoIs/image"
+    rois = same_count(train_rois, "training")
+    size = f"{args.det_images}x{args.det_size[0]}x{args.det_size[1]}, {rois // args.det_images} RoIs/image"
     for variant, label in labels.items():
         rows.append(row("2. C4 Faster R-CNN training iteration", label, train[variant], train["d2_x50"],
                         args.det_images, None, peak, size))  # fmt: skip
-    test_size = f"1x{args.det_size[0]}x{args.det_size[1]}, {args.test_proposals} proposals"
+    test_size = f"1x{args.det_size[0]}x{args.det_size[1]}, {same_count(infer_rois, 'inference')} RoIs"
     for variant, label in labels.items():
         note = test_size + (", FrozenBN folded" if variant.startswith("ours") else "")
         rows.append(
