@@ -168,9 +168,10 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
     model_was_training = model.training
     model.eval()
     correct1 = correct5 = total = 0
+    channels_last = uses_channels_last(cfg)
     for images, labels in build_loader(cfg, dataset, train=False):
         images = images.to(cfg.MODEL.DEVICE)
-        if uses_channels_last(cfg):
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         top5 = model(images).topk(min(5, cfg.MODEL.NUM_CLASSES), dim=1).indices.cpu()
         hits = top5 == labels.view(-1, 1)

@@ -16,7 +16,7 @@ import torch
 from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 
-from .frozen_bn_conv import frozen_bn_affine
+from .frozen_bn_conv import folded_weight_and_bias
 
 __all__ = ["fold_frozen_batchnorm"]
 
@@ -30,10 +30,9 @@ def fold_frozen_batchnorm(model: nn.Module) -> int:
         norm = getattr(module, "norm", None)
         if not isinstance(module, nn.Conv2d) or not isinstance(norm, FrozenBatchNorm2d):
             continue
-        scale, shift = frozen_bn_affine(norm)
-        module.weight.mul_(scale.view(-1, 1, 1, 1).to(module.weight.dtype))
-        bias = shift if module.bias is None else module.bias * scale + shift
-        module.bias = nn.Parameter(bias.to(module.weight.dtype), requires_grad=False)
+        weight, bias = folded_weight_and_bias(module)
+        module.weight.copy_(weight)
+        module.bias = nn.Parameter(bias, requires_grad=False)
         module.norm = None
         folded += 1
     return folded

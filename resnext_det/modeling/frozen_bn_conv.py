@@ -21,7 +21,7 @@ import torch
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
 from torch.nn import functional as F
 
-__all__ = ["FrozenBNConv2d", "frozen_bn_affine", "conv_with_frozen_bn"]
+__all__ = ["FrozenBNConv2d", "frozen_bn_affine", "folded_weight_and_bias", "conv_with_frozen_bn"]
 
 
 def frozen_bn_affine(norm: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,15 +30,21 @@ def frozen_bn_affine(norm: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tenso
     return scale, norm.bias - norm.running_mean * scale
 
 
-def conv_with_frozen_bn(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """What detectron2's ``conv(x)`` computes, with a ``FrozenBatchNorm2d`` norm folded on the fly."""
-    norm = conv.norm
-    if not isinstance(norm, FrozenBatchNorm2d):
-        return Conv2d.forward(conv, x)
-    scale, shift = frozen_bn_affine(norm)
+def folded_weight_and_bias(conv: Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weights and bias of one convolution equal to ``conv`` followed by its
+    ``FrozenBatchNorm2d`` norm; differentiable with respect to ``conv.weight``."""
+    scale, shift = frozen_bn_affine(conv.norm)
     weight = conv.weight * scale.to(conv.weight.dtype).view(-1, 1, 1, 1)
     bias = shift if conv.bias is None else conv.bias * scale + shift
-    x = F.conv2d(x, weight, bias.to(conv.weight.dtype), conv.stride, conv.padding, conv.dilation, conv.groups)
+    return weight, bias.to(conv.weight.dtype)
+
+
+def conv_with_frozen_bn(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """What detectron2's ``conv(x)`` computes, with a ``FrozenBatchNorm2d`` norm folded on the fly."""
+    if not isinstance(conv.norm, FrozenBatchNorm2d):
+        return Conv2d.forward(conv, x)
+    weight, bias = folded_weight_and_bias(conv)
+    x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     return x if conv.activation is None else conv.activation(x)
 
 
