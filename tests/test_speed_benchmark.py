@@ -4,11 +4,14 @@ targets live in the benchmark's own output, not in unit tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +57,15 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(tmp_path):
     assert "| measurement | model | input | s | images/s | ratio (range) |" in table
     assert table.count(" (ref) |") == len(references)
     assert (tmp_path / "speed_ratios_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unequal_roi_counts_stop_the_benchmark():
+    """The detection rows compare models only when every res5 head ran on the same RoIs."""
+    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    assert speed.same_count({"ours_x50": [100, 100], "d2_x50": [100]}, "inference") == 100
+    with pytest.raises(RuntimeError, match=r"different numbers of RoIs in inference: .*'d2_x50': \[83\]"):
+        speed.same_count({"ours_x50": [100], "d2_x50": [83]}, "inference")
+    with pytest.raises(RuntimeError, match="different numbers of RoIs in training"):
+        speed.same_count({"ours_x50": [64, 60]}, "training")
