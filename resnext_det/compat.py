@@ -1,32 +1,43 @@
-"""Make detectron2 v0.6 run with today's Python packages, and without its compiled ops.
+"""Make detectron2 run with today's Python packages, and without its compiled ops.
 
-Why this exists: the detectron2 this project can install here (v0.6, repackaged without
+Why this exists: the detectron2 this project installs by default (v0.6, repackaged without
 ``detectron2._C``; see ``scripts/build_detectron2_wheel.py``) fails to import or silently loses
 checks against current Pillow, numpy and Python. Each fix below is applied only when the problem
-it fixes is actually present, so on an official, compiled, up-to-date detectron2 build ``apply()``
-changes nothing. ``APPLIED`` lists what was patched in this process (logged by the tools).
+it fixes is present in the installed detectron2 (found by looking at its modules, not its
+version string, which reads "0.6" on main too), so an official build gets only what it needs.
+``APPLIED`` lists what was patched in this process (logged by the tools).
 
-Measured problems and their fixes (see ``../shared/DETECTRON2_0.6.md``):
+Measured problems and their fixes (see ``../shared/DETECTRON2_0.6.md``), and which builds have
+them (v0.6 = the pure-Python fallback, main = official detectron2 main, compiled):
 
-========================================  ==============================================
-problem                                   fix here
-========================================  ==============================================
-no compiled ``detectron2._C``             a stand-in module: build-info queries answer,
-(``import detectron2.layers`` fails)      every op raises ``NotImplementedError`` naming
-                                          the op and asking for an official build
-rotated NMS via ``torch.ops.detectron2``  same clear error instead of an AttributeError
-COCO fast eval needs ``_C``               ``COCOEvaluator`` uses pycocotools' COCOeval
-Pillow >= 10 removed ``Image.LINEAR``     alias it to ``Image.BILINEAR`` (same filter)
-numpy removed ``np.int`` & co.            detectron2 modules that use them see a numpy
-                                          with the old builtin aliases (module-local)
-Python 3.11 ``random.sample(set)``        ``MapDataset``'s retry path samples a sorted list
-``create_ddp_model`` forces GPU ids       CPU models are wrapped with ``device_ids=None``
-========================================  ==============================================
+======================================  ==============================================  ====  ====
+problem                                 fix here                                        v0.6  main
+======================================  ==============================================  ====  ====
+no compiled ``detectron2._C``           a stand-in module: build-info queries answer,   yes   no
+(``import detectron2.layers`` fails)    every op raises ``NotImplementedError`` naming
+                                        the op and asking for an official build
+ops called as ``torch.ops.detectron2``  the same clear error instead of an              yes   no
+(rotated NMS, IoU, RoIAlign)            AttributeError from ``torch.ops``
+COCO fast eval needs ``_C``             ``COCOEvaluator`` defaults to pycocotools'      yes   no
+                                        COCOeval (``use_fast_impl=False``)
+``Image.LINEAR`` (Pillow >= 10          alias it to ``Image.BILINEAR`` (same filter)    yes   no
+removed it) used by detectron2
+numpy removed ``np.int`` & co.          detectron2 modules that use them see a numpy    yes   no
+                                        with the old builtin aliases (module-local)
+Python 3.11 ``random.sample(set)``      ``MapDataset``'s retry path samples a sorted    yes   no
+                                        list
+``create_ddp_model`` forces GPU ids     CPU models are wrapped with ``device_ids=None``  yes   yes
+======================================  ==============================================  ====  ====
+
+The last one is still needed on main: its ``create_ddp_model`` passes
+``device_ids=[local_rank]`` whenever the caller does not, and DDP rejects device ids for a CPU
+module, so ``DefaultTrainer`` cannot train on two CPU processes without it.
 
 ``engine/launch.py`` adds what detectron2 0.6's CUDA-only launcher lacks: CPU processes (gloo).
 
-Not fixed here: ``detectron2.model_zoo`` needs ``pkg_resources`` (``scripts/install.sh`` keeps
-``setuptools<81``); ``detectron2.export`` needs caffe2 (unused; FLOPs are counted with fvcore).
+Not fixed here: ``detectron2.model_zoo`` needs ``pkg_resources`` on both builds
+(``scripts/install.sh`` keeps ``setuptools<81``); v0.6's ``detectron2.export`` needs caffe2
+(unused; FLOPs are counted with fvcore).
 """
 
 from __future__ import annotations
@@ -110,12 +121,24 @@ def has_compiled_ops() -> bool:
     return True
 
 
+def _detectron2_source(relative: str) -> str:
+    """The text of one of the installed detectron2's modules ("" if it has none), read without
+    importing it: some fixes must be in place before the module is imported."""
+    import detectron2
+
+    path = Path(detectron2.__file__).parent / relative
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
 def _alias_pillow_linear() -> None:
+    """v0.6's ``data/transforms/transform.py`` has ``Image.LINEAR`` as a default argument,
+    evaluated at import; main uses ``Image.BILINEAR``."""
     from PIL import Image
 
-    if not hasattr(Image, "LINEAR"):
-        Image.LINEAR = Image.BILINEAR  # the name Pillow < 10 used for the same filter
-        APPLIED.append("PIL.Image.LINEAR = BILINEAR")
+    if hasattr(Image, "LINEAR") or "Image.LINEAR" not in _detectron2_source("data/transforms/transform.py"):
+        return
+    Image.LINEAR = Image.BILINEAR  # the name Pillow < 10 used for the same filter
+    APPLIED.append("PIL.Image.LINEAR = BILINEAR")
 
 
 def _install_c_stand_in() -> None:
@@ -129,30 +152,39 @@ def _install_c_stand_in() -> None:
     APPLIED.append("detectron2._C stand-in")
 
 
-def _raise_rotated_nms(*args, **kwargs):
-    raise NotImplementedError(_OFFICIAL_BUILD_HINT.format(op="rotated NMS (nms_rotated)"))
+class _RegisteredOpsStandIn(types.ModuleType):
+    """Takes the place of ``torch.ops.detectron2`` when ``detectron2._C`` (which registers those
+    ops) was not built: rotated NMS (v0.6 and main), rotated IoU and RoIAlignRotated (main) then
+    fail with the stand-in's message instead of ``'_OpNamespace' ... has no attribute``."""
+
+    def __init__(self) -> None:
+        super().__init__("torch.ops.detectron2", doc=C_STAND_IN_NAME)
+
+    def __getattr__(self, op: str):
+        if op.startswith("__"):
+            raise AttributeError(op)
+        raise NotImplementedError(_OFFICIAL_BUILD_HINT.format(op=f"torch.ops.detectron2.{op}"))
 
 
 def _route_around_compiled_ops() -> None:
-    """With the stand-in: rotated NMS fails clearly, COCO AP comes from pycocotools."""
-    import detectron2.layers
+    """With the stand-in: ``torch.ops.detectron2.*`` fail clearly, COCO AP comes from pycocotools."""
+    import torch
     from detectron2.evaluation import coco_evaluation
 
-    # The module itself: the package attribute ``detectron2.layers.nms`` is the nms function.
-    nms_module = importlib.import_module("detectron2.layers.nms")
-    nms_module.nms_rotated = _raise_rotated_nms
-    detectron2.layers.nms_rotated = _raise_rotated_nms
+    # torch.ops creates (and caches as an attribute) a namespace on first access; setting the
+    # attribute first is how an op namespace is provided without registering each op's schema.
+    torch.ops.detectron2 = _RegisteredOpsStandIn()
 
     evaluator = coco_evaluation.COCOEvaluator
     original_init = evaluator.__init__
 
     @functools.wraps(original_init)
     def init_with_official_cocoeval(self, *args, **kwargs):
+        kwargs.setdefault("use_fast_impl", False)  # detectron2's fast COCOeval is C++ (detectron2._C)
         original_init(self, *args, **kwargs)
-        self._use_fast_impl = False  # detectron2's fast COCOeval is C++ (detectron2._C)
 
     evaluator.__init__ = init_with_official_cocoeval
-    APPLIED.append("nms_rotated and COCOEvaluator(use_fast_impl=False) without _C")
+    APPLIED.append("torch.ops.detectron2 stand-in and COCOEvaluator(use_fast_impl=False) without _C")
 
 
 class _NumpyWithRemovedAliases(types.ModuleType):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 from resnext_det import compat
 
@@ -54,14 +56,18 @@ def test_stand_in_when_compiled_ops_are_missing():
 
         import detectron2._C as C
         expect_not_implemented(lambda: C.deform_conv_forward, "deform_conv_forward")
-        from detectron2.layers import nms_rotated, batched_nms_rotated
+        from detectron2.layers import ROIAlignRotated, nms_rotated, batched_nms_rotated
         from detectron2.structures import RotatedBoxes, pairwise_iou_rotated
         boxes = torch.tensor([[5.0, 5.0, 4.0, 4.0, 0.0]])
         expect_not_implemented(lambda: nms_rotated(boxes, torch.ones(1), 0.5), "nms_rotated")
         expect_not_implemented(
             lambda: batched_nms_rotated(boxes, torch.ones(1), torch.zeros(1), 0.5), "nms_rotated")
+        # v0.6 calls detectron2._C here, main torch.ops.detectron2: the same message either way
         expect_not_implemented(
             lambda: pairwise_iou_rotated(RotatedBoxes(boxes), RotatedBoxes(boxes)), "box_iou_rotated")
+        pooler = ROIAlignRotated((2, 2), spatial_scale=1.0, sampling_ratio=0)
+        rois = torch.tensor([[0.0, 5.0, 5.0, 4.0, 4.0, 0.0]])
+        expect_not_implemented(lambda: pooler(torch.ones(1, 1, 8, 8), rois), "roi_align_rotated_forward")
         # (DeformConv itself is CUDA-only in detectron2 and says so on CPU; its ops are above.)
         expect_not_implemented(lambda: C.modulated_deform_conv_forward, "modulated_deform_conv")
 
@@ -96,22 +102,37 @@ def test_no_stand_in_when_compiled_ops_exist():
         from detectron2 import _C
         assert _C is compiled and sys.modules["detectron2._C"] is compiled
         assert not any("_C" in fix for fix in compat.APPLIED), compat.APPLIED
-        nms = sys.modules["detectron2.layers.nms"]
-        assert nms.nms_rotated is not compat._raise_rotated_nms
+        import torch
+        assert not isinstance(torch.ops.detectron2, compat._RegisteredOpsStandIn)
         from detectron2.evaluation.coco_evaluation import COCOEvaluator
         assert "init_with_official_cocoeval" not in COCOEvaluator.__init__.__name__
         print("ok")
     """)
 
 
-def test_pillow_linear_alias():
-    assert Image.LINEAR == Image.BILINEAR
+def test_pillow_linear_alias_only_where_detectron2_uses_it():
+    import detectron2
+
+    transform = Path(detectron2.__file__).parent / "data" / "transforms" / "transform.py"
+    if "Image.LINEAR" in transform.read_text(encoding="utf-8"):  # v0.6
+        assert Image.LINEAR == Image.BILINEAR
+    else:  # main: Pillow is left as it is
+        assert not hasattr(Image, "LINEAR")
 
 
 def test_numpy_aliases_are_module_local_and_restore_the_category_check():
+    """v0.6's category histogram uses ``np.int`` (compat gives that module the alias); main's does
+    not (compat leaves it alone). Either way the category-id check must run."""
     from detectron2.data import build
 
-    assert build.np.int is int and build.np.zeros is numpy.zeros
+    source = Path(build.__file__).read_text(encoding="utf-8")
+    uses_removed_alias = re.search(r"\bnp\.int\b(?![\w.(])", source) is not None
+    patched = any("detectron2.data.build" in fix for fix in compat.APPLIED)
+    assert patched == uses_removed_alias, compat.APPLIED
+    if uses_removed_alias:
+        assert build.np.int is int and build.np.zeros is numpy.zeros
+    else:
+        assert build.np is numpy
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert not hasattr(numpy, "float")  # numpy itself is untouched
@@ -132,3 +153,34 @@ def test_apply_is_idempotent():
     before = list(compat.APPLIED)
     assert compat.apply() == before
     assert torch.equal(torch.zeros(1), torch.zeros(1))
+
+
+#: What compat must patch on each build the project is tested on (README, "What compat fixes").
+EXPECTED_FIXES = {
+    "detectron2 0.6 fallback (no compiled ops)": [
+        "PIL.Image.LINEAR = BILINEAR",
+        "detectron2._C stand-in",
+        "torch.ops.detectron2 stand-in and COCOEvaluator(use_fast_impl=False) without _C",
+        "MapDataset retry sampling on Python >= 3.11",
+        "create_ddp_model without device_ids for CPU models",
+        "numpy aliases in detectron2.data.build, detectron2.data.datasets.pascal_voc, "
+        "detectron2.evaluation.sem_seg_evaluation",
+    ],
+    # main still passes device_ids=[local_rank] to DDP, which a CPU model rejects
+    "official detectron2 main (compiled)": ["create_ddp_model without device_ids for CPU models"],
+}
+
+
+def installed_build() -> str:
+    import detectron2
+
+    transform = Path(detectron2.__file__).parent / "data" / "transforms" / "transform.py"
+    if not compat.has_compiled_ops():
+        return "detectron2 0.6 fallback (no compiled ops)"
+    if "Image.LINEAR" not in transform.read_text(encoding="utf-8"):
+        return "official detectron2 main (compiled)"
+    pytest.skip("a compiled detectron2 other than main: the suite's two builds are the fallback and main")
+
+
+def test_applies_exactly_what_this_build_needs():
+    assert compat.APPLIED == EXPECTED_FIXES[installed_build()]

@@ -10,9 +10,10 @@ a job killed during the write leaves a truncated file that ``--resume`` then fai
   the highest iteration), checked by reading its zip directory and CRCs, whatever the tag says;
 * a model with an infinite or NaN weight is not saved (``TrainingDivergedError``): the last good
   checkpoint stays the newest one;
-* ``.pth`` files load with ``torch.load(weights_only=True)``: tensors and plain containers only,
-  no code runs. detectron2's ``.pkl`` model-zoo files are pickles and still load through
-  detectron2; load those only from sources you trust.
+* files written by ``torch.save`` (``.pth``, ``.pt``, or a converted file named ``.pkl``) load
+  with ``torch.load(weights_only=True)``: tensors and plain containers only, no code runs.
+  detectron2's ``.pkl`` model-zoo files (plain pickles) and pycls' ``.pyth`` files still load
+  through detectron2; load those only from sources you trust.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = [
     "is_complete_checkpoint",
     "newest_complete_checkpoint",
     "nonfinite_tensors",
+    "read_checkpoint_file",
+    "reads_as_torch_file",
 ]
 
 _CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
@@ -99,6 +102,32 @@ def nonfinite_tensors(state_dict: dict) -> list[str]:
     ]
 
 
+#: Suffixes whose files detectron2 reads with its own readers, unless they are torch.save files.
+_DETECTRON2_FORMATS = (".pkl", ".pyth")
+
+
+def reads_as_torch_file(filename: str | os.PathLike) -> bool:
+    """Whether ``read_checkpoint_file`` is the reader for this file: a ``torch.save`` file
+    (a zip archive) whatever its name, or anything not named like detectron2's formats (a
+    truncated ``.pth`` included, so that it gets ``read_checkpoint_file``'s message)."""
+    return Path(filename).suffix not in _DETECTRON2_FORMATS or zipfile.is_zipfile(filename)
+
+
+def read_checkpoint_file(filename: str | os.PathLike) -> dict:
+    """A ``torch.save`` checkpoint as ``{"model": state dict, ...}``, read with
+    ``weights_only=True``; a file that cannot be read that way is a ``WeightsMismatchError``."""
+    try:
+        loaded = torch.load(filename, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or a pickle with code in it
+        raise WeightsMismatchError(
+            f"{filename} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}); "
+            "is it complete, and a state dict saved by torch.save (not a pickled model object)?"
+        ) from None
+    if isinstance(loaded, dict) and "model" not in loaded:
+        loaded = {"model": loaded}
+    return loaded
+
+
 class SafeCheckpointMixin:
     """Put before a ``fvcore`` ``Checkpointer`` subclass (see the module docstring)."""
 
@@ -147,18 +176,12 @@ class SafeCheckpointMixin:
         return str(found) if found is not None else ""
 
     def _load_file(self, filename: str):
-        if not filename.endswith(".pth"):
-            return super()._load_file(filename)
-        try:
-            loaded = torch.load(filename, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, not a torch file, or a pickle with code in it
-            raise WeightsMismatchError(
-                f"{filename} cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-                "is it complete, and a state dict saved by torch.save (not a pickled model object)?"
-            ) from None
-        if isinstance(loaded, dict) and "model" not in loaded:
-            loaded = {"model": loaded}
-        return loaded
+        # fvcore's hook for reading one file, which its subclasses override (detectron2's does).
+        # Not calling detectron2's for torch files also avoids main's assertion that _load_file
+        # runs inside load(); its `?matching_heuristics=True` suffix is not supported here.
+        if reads_as_torch_file(filename):
+            return read_checkpoint_file(filename)
+        return super()._load_file(filename)
 
 
 class SafeCheckpointer(SafeCheckpointMixin, Checkpointer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import weakref
@@ -10,14 +11,18 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetMapper, build_detection_test_loader
-from detectron2.engine import DefaultTrainer, default_setup, hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..checkpoint import check_weights_fit
-from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
+from ..checkpoint.safe_checkpointer import (
+    SafeDetectionCheckpointer,
+    read_checkpoint_file,
+    reads_as_torch_file,
+)
 from ..config import add_resnext_config
 from ..data.checked_mapper import ImageCheckingMapper
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
@@ -90,8 +95,7 @@ def apply_deterministic_mode(cfg: CfgNode) -> None:
     torch.backends.cudnn.deterministic = True
 
 
-#: detectron2 releases after this copy store the inner trainer (optimizer, AMP scaler) themselves.
-_D2_SAVES_INNER_TRAINER = "state_dict" in DefaultTrainer.__dict__
+logger = logging.getLogger("resnext_det")
 
 
 class SeedEachIteration(hooks.HookBase):
@@ -120,7 +124,7 @@ class ResNeXtTrainer(DefaultTrainer):
 
     @property
     def _stream(self):
-        loader = self._trainer.data_loader
+        loader = self.data_loader
         return loader.stream if isinstance(loader, ResumableTrainLoader) else None
 
     @property
@@ -129,8 +133,9 @@ class ResNeXtTrainer(DefaultTrainer):
 
     def resume_or_load(self, resume: bool = True):
         weights = self.cfg.MODEL.WEIGHTS
-        if weights and os.path.isfile(weights) and not (resume and self.checkpointer.has_checkpoint()):
-            checkpoint = self.checkpointer._load_file(weights)
+        fresh = not (resume and self.checkpointer.has_checkpoint())
+        if fresh and weights and os.path.isfile(weights) and reads_as_torch_file(weights):
+            checkpoint = read_checkpoint_file(weights)
             if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
                 check_weights_fit(self.checkpointer.model, checkpoint["model"], source=weights)
         result = super().resume_or_load(resume=resume)
@@ -150,18 +155,27 @@ class ResNeXtTrainer(DefaultTrainer):
         except FloatingPointError as e:
             raise diverged(e, self.iter, self.checkpointer.get_checkpoint_file()) from None
 
+    # The inner trainer's state (optimizer momentum, AMP scaler) is saved as "_trainer", as
+    # detectron2 main does; v0.6's DefaultTrainer does not save it. One code path for both:
+    # TrainerBase's (iteration, hooks) plus `_trainer`, DefaultTrainer's inner SimpleTrainer or
+    # AMPTrainer, which detectron2 has no public accessor for.
     def state_dict(self):
-        state = super().state_dict()
-        if not _D2_SAVES_INNER_TRAINER:
-            state["_trainer"] = self._trainer.state_dict()
+        state = TrainerBase.state_dict(self)
+        state["_trainer"] = self._trainer.state_dict()
         if self._stream is not None:
             state["stream_seed"] = self._stream.seed
         return state
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if not _D2_SAVES_INNER_TRAINER and "_trainer" in state:
+        TrainerBase.load_state_dict(self, state)
+        if "_trainer" in state:
             self._trainer.load_state_dict(state["_trainer"])
+        else:  # main's DefaultTrainer would fail with KeyError '_trainer' here
+            logger.warning(
+                "the checkpoint has no optimizer state (written by detectron2 0.6's DefaultTrainer?): "
+                "resuming at iteration %d with the optimizer's momentum starting from zero",
+                self.iter,
+            )
         if self._stream is not None and "stream_seed" in state:
             self._stream.seed = int(state["stream_seed"])
 

@@ -110,7 +110,7 @@ def _cpu_worker(
         raise
     if hasattr(comm, "create_local_process_group"):  # detectron2 after 0.6
         comm.create_local_process_group(processes_per_machine)
-    else:
+    else:  # v0.6 has no function for it: set the group its comm.get_local_rank() reads
         for machine in range(world_size // processes_per_machine):
             ranks = list(range(machine * processes_per_machine, (machine + 1) * processes_per_machine))
             group = dist.new_group(ranks)
