@@ -3,6 +3,7 @@
 
   python benchmarks/speed.py                 # the README's table, about 13 minutes on 2 cores
   python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
+  python benchmarks/speed.py --device cuda --only detectors,memory   # some groups, on a GPU
 
 One process, threads fixed (``--threads``), every group of models timed interleaved (A B C A B C
 ...) after a warm-up round, ``--reps`` repetitions. Each row gives the median time and its ratio to
@@ -26,7 +27,12 @@ the same round), with their range, which is steadier on a shared machine than a 
    usual estimate) over the time, and that as a fraction of this machine's measured fp32 matmul
    peak (multiply-adds per second of a 2048x2048 ``torch.mm``);
 6. peak memory of one training iteration: in a fresh process per model, the peak RSS while it
-   builds the model and runs one iteration, above its RSS after the imports (CPU only here).
+   builds the model and runs one iteration, above its RSS after the imports (on a GPU:
+   ``torch.cuda.max_memory_allocated``).
+
+``--device cuda`` runs every group on the GPU: each timed call ends with
+``torch.cuda.synchronize()`` (kernels are asynchronous, so a timer alone measures the launch), bf16
+autocast runs on the GPU, and the matmul peak is the GPU's.
 
 Writes ``speed.md`` (the README's table), ``speed.json`` and ``speed_ratios.png`` to ``--output``.
 """
@@ -67,6 +73,12 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a GPU: times are synchronised)")
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        help=f"comma-separated groups to run, of {','.join(GROUPS)} (default: all)",
+    )
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions per model (median kept)")
     parser.add_argument(
         "--bf16-reps",
@@ -84,6 +96,12 @@ def parse_args(argv=None):
     parser.add_argument("--output", default="benchmarks/results")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.only = [group.strip() for group in args.only.split(",") if group.strip()]
+    unknown = sorted(set(args.only) - set(GROUPS))
+    if unknown:
+        parser.error(f"--only: unknown group(s) {', '.join(unknown)}; the groups are {', '.join(GROUPS)}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no usable GPU; use --device cpu")
     if args.quick:
         args.reps, args.bf16_reps, args.det_size, args.det_images = 1, 1, (64, 96), 1
         args.rois, args.test_proposals, args.cls_batch, args.cls_size = 8, 20, 2, 64
@@ -98,7 +116,7 @@ def detection_cfg(variant: str, args):
     add_resnext_config(cfg)
     name = "faster_rcnn_R50_C4.yaml" if variant == "ours_r50" else "faster_rcnn_X50_32x4d_C4.yaml"
     cfg.merge_from_file(get_config_file(f"COCO-Detection/{name}"))
-    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = args.device
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = args.test_proposals
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 10 * args.test_proposals
@@ -174,23 +192,31 @@ def sgd(model):
 
 
 # ------------------------------------------------------------------------------ timing
-def interleaved(cases: dict, reps: int) -> dict[str, list[float]]:
+def synchronize(device: str) -> None:
+    """Wait for the device's queued kernels: a GPU call returns before its work is done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(cases: dict, reps: int, device: str = "cpu") -> dict[str, list[float]]:
     """Seconds per call of each case in each repetition, timed A B C A B C ... after a warm-up round."""
     for fn in cases.values():
         fn()
     times = {name: [] for name in cases}
     for _ in range(reps):
         for name, fn in cases.items():
+            synchronize(device)
             start = time.perf_counter()
             fn()
+            synchronize(device)
             times[name].append(time.perf_counter() - start)
     return times
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> float:
-    """fp32 multiply-adds per second of an n x n x n matmul on this machine and thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    seconds = statistics.median(interleaved({"mm": lambda: torch.mm(a, b)}, reps)["mm"])
+def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
+    """fp32 multiply-adds per second of an n x n x n matmul on this device and thread count."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = statistics.median(interleaved({"mm": lambda: torch.mm(a, b)}, reps, device)["mm"])
     return n**3 / seconds
 
 
@@ -203,18 +229,18 @@ def forward_macs(model, inputs) -> float:
 # ------------------------------------------------------------------------------ benchmarks
 def bench_backbones(args, rows, peak):
     height, width = args.det_size
-    images = torch.randn(args.det_images, 3, height, width)
+    images = torch.randn(args.det_images, 3, height, width, device=args.device)
     cases, macs = {}, {}
     for variant in DETECTORS:
         cfg = detection_cfg(variant, args)
-        backbone = build_backbone(cfg, ShapeSpec(channels=3)).train()
+        backbone = build_backbone(cfg, ShapeSpec(channels=3)).train().to(args.device)
         macs[variant] = forward_macs(backbone, (images,))
 
         def step(backbone=backbone):
             backbone(images)["res4"].sum().backward()
 
         cases[variant] = step
-    times = interleaved(cases, args.reps)
+    times = interleaved(cases, args.reps, args.device)
     for variant, label in DETECTORS.items():
         size = f"{args.det_images}x{height}x{width}"
         rows.append(row("1. C4 backbone, forward+backward", label, times[variant], times["d2_x50"],
@@ -243,8 +269,8 @@ def bench_detectors(args, rows, peak):
                 inference(test_inputs)
 
         infer_cases[variant] = infer
-    train = interleaved(train_cases, args.reps)
-    infer = interleaved(infer_cases, args.reps)
+    train = interleaved(train_cases, args.reps, args.device)
+    infer = interleaved(infer_cases, args.reps, args.device)
     labels = {**DETECTORS, **CHANNELS_LAST_DETECTOR}
     rois = same_count(train_rois, "training")
     size = f"{args.det_images}x{args.det_size[0]}x{args.det_size[1]}, {rois // args.det_images} RoIs/image"
@@ -261,8 +287,8 @@ def bench_detectors(args, rows, peak):
 
 def bench_classification(args, rows, peak):
     side = args.cls_size
-    images = torch.randn(args.cls_batch, 3, side, side)
-    labels = torch.randint(1000, (args.cls_batch,))
+    images = torch.randn(args.cls_batch, 3, side, side, device=args.device)
+    labels = torch.randint(1000, (args.cls_batch,), device=args.device)
     modes = {
         "fp32": (torch.contiguous_format, None, args.reps),
         "fp32 channels_last": (torch.channels_last, None, args.reps),
@@ -270,15 +296,15 @@ def bench_classification(args, rows, peak):
     }
     size = f"{args.cls_batch}x{side}x{side}"
     for mode, (memory_format, dtype, reps) in modes.items():
-        models = {"X50": resnext50_32x4d(), "R50": resnet50()}
+        models = {"X50": resnext50_32x4d().to(args.device), "R50": resnet50().to(args.device)}
         macs = {name: forward_macs(m.eval(), (images,)) for name, m in models.items()}
         x = images.contiguous(memory_format=memory_format)
         train_cases, infer_cases = {}, {}
         for name, model in models.items():
             model = model.to(memory_format=memory_format)
             train_cases[name], infer_cases[name] = classification_steps(model, x, labels, dtype)
-        train = interleaved(train_cases, reps)
-        infer = interleaved(infer_cases, reps)
+        train = interleaved(train_cases, reps, args.device)
+        infer = interleaved(infer_cases, reps, args.device)
         for name in models:
             label = f"ours {name}, {mode}"
             rows.append(row("3. classification training step", label, train[name], train["R50"],
@@ -291,8 +317,10 @@ def classification_steps(model, images, labels, dtype):
     """(training step, inference) closures for one classifier, input and autocast dtype."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
+    device_type = images.device.type
+
     def cast():
-        return torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
+        return torch.autocast(device_type, dtype=dtype) if dtype is not None else nullcontext()
 
     def step():
         model.train()
@@ -315,14 +343,16 @@ def bench_block_forms(args, rows, peak):
     if args.quick:
         sizes = {"conv2": (256, 128, 14), "conv4": (1024, 512, 7)}
     for stage, (channels, width, spatial) in sizes.items():
-        x = torch.randn(args.cls_batch, channels, spatial, spatial)
+        x = torch.randn(args.cls_batch, channels, spatial, spatial, device=args.device)
         blocks = {
-            form: ResNeXtBlock(channels, channels, bottleneck_channels=width, cardinality=32, block_form=form)
+            form: ResNeXtBlock(
+                channels, channels, bottleneck_channels=width, cardinality=32, block_form=form
+            ).to(args.device)
             for form in ("aggregated", "concat", "grouped")
         }
         macs = {form: forward_macs(b.eval(), (x,)) for form, b in blocks.items()}
         cases = {form: forward_backward(block.train(), x) for form, block in blocks.items()}
-        times = interleaved(cases, args.reps)
+        times = interleaved(cases, args.reps, args.device)
         for form, label in (
             ("aggregated", "(a) aggregated"),
             ("concat", "(b) concatenated"),
@@ -370,13 +400,22 @@ def _status_kib(field: str) -> int:
 def rss_child(variant: str, args) -> None:
     """In a fresh process: reset the peak-RSS mark after the imports (``clear_refs`` 5), build the
     model, run one training iteration, and print the peak RSS above the post-import RSS (KiB).
-    The imports' own transient peak would otherwise hide the model's."""
+    The imports' own transient peak would otherwise hide the model's. On a GPU: the peak of
+    ``torch.cuda.max_memory_allocated`` over the same work (KiB)."""
     torch.set_num_threads(args.threads)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status_kib("VmRSS")
+    on_gpu = torch.device(args.device).type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(args.device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _status_kib("VmRSS")
     model = build_model(detection_cfg(variant, args)).train()
     train_step(model, sgd(model), detection_batch(args))
-    print(_status_kib("VmHWM") - before)
+    if on_gpu:
+        synchronize(args.device)
+        print(torch.cuda.max_memory_allocated(args.device) // 1024)
+    else:
+        print(_status_kib("VmHWM") - before)
 
 
 def peak_memory(args) -> dict[str, float]:
@@ -385,7 +424,8 @@ def peak_memory(args) -> dict[str, float]:
     def measure(variant):
         command = [sys.executable, "-W", "ignore", __file__, "--rss-child", variant,
                    *(["--quick"] if args.quick else []), "--det-size", *map(str, args.det_size),
-                   "--det-images", str(args.det_images), "--rois", str(args.rois)]  # fmt: skip
+                   "--det-images", str(args.det_images), "--rois", str(args.rois),
+                   "--device", args.device, "--threads", str(args.threads)]  # fmt: skip
         output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
         return int(output.strip().splitlines()[-1]) / 1024
 
@@ -396,8 +436,9 @@ def peak_memory(args) -> dict[str, float]:
 def markdown(result: dict) -> str:
     env = result["environment"]
     native_bf16 = "native bf16" if env["native_bf16"] else "no native bf16 (emulated: slow)"
+    gpu = f"GPU {env['gpu']}, " if env.get("gpu") else ""
     lines = [
-        f"{env['date']}, torch {env['torch']}, {env['threads']} threads on {env['cores']} cores "
+        f"{env['date']}, torch {env['torch']}, {gpu}{env['threads']} threads on {env['cores']} cores "
         f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}); fp32 matmul peak "
         f"{env['peak_gmac_per_s']:.1f} GMAC/s. {env['reps']} interleaved repetitions after a warm-up "
         f"({env['bf16_reps']} for bf16): median seconds; ratio = median over the repetitions of the time "
@@ -418,14 +459,20 @@ def markdown(result: dict) -> str:
             f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Peak memory of building a C4 Faster R-CNN and running one training iteration (peak RSS above "
-        "the process's RSS after its imports; a fresh process per model):",
-        "",
-    ]
-    lines += ["| model | MiB |", "|---|---:|"]
-    lines += [f"| {DETECTORS[v]} | {mib:.0f} |" for v, mib in result["peak_memory_mib"].items()]
+    if result["peak_memory_mib"]:
+        measure = (
+            "peak torch.cuda.max_memory_allocated"
+            if env.get("gpu")
+            else "peak RSS above the process's RSS after its imports"
+        )
+        lines += [
+            "",
+            f"Peak memory of building a C4 Faster R-CNN and running one training iteration ({measure}; "
+            "a fresh process per model):",
+            "",
+        ]
+        lines += ["| model | MiB |", "|---|---:|"]
+        lines += [f"| {DETECTORS[v]} | {mib:.0f} |" for v, mib in result["peak_memory_mib"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -451,9 +498,9 @@ def chart(result: dict, path: Path) -> None:
     axis.set_yticks(range(len(rows)), labels, fontsize=6)
     axis.invert_yaxis()
     axis.set_xlabel("time / reference (grey) time in its group, lower is faster; whiskers: lowest-highest")
-    axis.set_title(
-        f"resnext-det speed, {result['environment']['date']}, {result['environment']['threads']} CPU threads"
-    )
+    env = result["environment"]
+    where = env.get("gpu") or f"{env['threads']} CPU threads"
+    axis.set_title(f"resnext-det speed, {env['date']}, {where}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -461,33 +508,48 @@ def chart(result: dict, path: Path) -> None:
 def main(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    peak = matmul_peak(512 if args.quick else 2048)
+    on_gpu = torch.device(args.device).type == "cuda"
+    peak = matmul_peak(args.device, 512 if args.quick else 2048)
     rows: list[dict] = []
-    for bench in (bench_backbones, bench_detectors, bench_classification, bench_block_forms):
+    for group in args.only:
+        if group == "memory":
+            continue
         start = time.perf_counter()
-        bench(args, rows, peak)
-        print(f"{bench.__name__}: {time.perf_counter() - start:.0f} s", flush=True)
+        GROUPS[group](args, rows, peak)
+        print(f"{group}: {time.perf_counter() - start:.0f} s", flush=True)
+    native_bf16 = torch.cuda.is_bf16_supported() if on_gpu else torch.ops.mkldnn._is_mkldnn_bf16_supported()
     result = {
         "environment": {
             "date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads,
             "cores": __import__("os").cpu_count(), "cpu": platform.processor() or platform.machine(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "native_bf16": bool(native_bf16),
+            "gpu": torch.cuda.get_device_name(args.device) if on_gpu else None,
             "peak_gmac_per_s": peak / 1e9, "reps": args.reps, "bf16_reps": args.bf16_reps,
-            "quick": args.quick,
+            "quick": args.quick, "groups": args.only,
         },
         "rows": rows,
-        "peak_memory_mib": peak_memory(args),
+        "peak_memory_mib": peak_memory(args) if "memory" in args.only else {},
     }  # fmt: skip
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + ("_" + torch.device(args.device).type if on_gpu else "")
     (output / f"speed{suffix}.json").write_text(json.dumps(result, indent=1))
     (output / f"speed{suffix}.md").write_text(markdown(result))
-    chart(result, output / f"speed_ratios{suffix}.png")
+    if rows:
+        chart(result, output / f"speed_ratios{suffix}.png")
     print(markdown(result))
     return result
 
+
+#: ``--only`` names, in the order they run (``memory``: the peak-memory table).
+GROUPS = {
+    "backbones": bench_backbones,
+    "detectors": bench_detectors,
+    "classification": bench_classification,
+    "block_forms": bench_block_forms,
+    "memory": None,
+}
 
 if __name__ == "__main__":
     arguments = parse_args()
