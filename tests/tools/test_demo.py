@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # AVX2, torch 2.14.1, SEED 0, pretraining in channels_last), the full demo 81.4; on 2026-12-01 a
 # machine with AVX-512 measured 74.7 (full 83.5), the same on detectron2 0.6 and main.
 # Float-level differences move it a lot: the same pipeline with the pretraining in the
-# contiguous layout (same function, other rounding) measured 73.8, because the 4-class pretraining ends at another minimum (0.25%
-# vs 1.25% top-1 error) and the detector inherits it. The margin covers that spread and other
-# CPUs' rounding while staying far above an untrained or broken pipeline (AP50 < 20).
+# contiguous layout (same function, other rounding) measured 73.8, because the 4-class
+# pretraining ends at another minimum (0.25% vs 1.25% top-1 error) and the detector inherits it.
+# The margin covers that spread and other CPUs' rounding while staying far above an untrained or
+# broken pipeline (AP50 < 20).
 MEASURED_AP50 = 64.5
 MIN_AP50 = 45.0
 
