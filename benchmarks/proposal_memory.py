@@ -47,8 +47,8 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------- generation (parent process)
 def generate(workdir: Path, images: int, proposals: int) -> None:
     """Write proposals_bench.pkl and proposals_bench/ (skipped when already there at this size)."""
-    from resnext_det.data.proposal_store import proposal_store_path, write_proposal_store
-    from resnext_det.data.proposals import proposal_file_path, write_proposal_file
+    from resnext_det.proposals.files import proposal_file_path, write_proposal_file
+    from resnext_det.proposals.store import proposal_store_path, write_proposal_store
 
     import numpy as np
 

@@ -56,8 +56,8 @@ sys.path.insert(0, str(ROOT))
 import resnext_det  # noqa: E402,F401  (prepares detectron2; must come first)
 from resnext_det import get_config_file, resnet50, resnext50_32x4d  # noqa: E402
 from resnext_det.config import add_resnext_config  # noqa: E402
+from resnext_det.layers.frozen_bn import fold_frozen_batchnorm  # noqa: E402
 from resnext_det.modeling.block import ResNeXtBlock  # noqa: E402
-from resnext_det.modeling.fold import fold_frozen_batchnorm  # noqa: E402
 
 import torch  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402

@@ -51,7 +51,7 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.PROPOSALS.TEST_PRE_NMS_TOPK = 6000
     _C.PROPOSALS.TEST_POST_NMS_TOPK = 1000
     # Stage 2 reads proposals from the memory-mapped stores STORE_DIR/proposals_<dataset>/
-    # (resnext_det.data.proposal_store) in the data mapper, so RAM does not grow with the dataset
+    # (resnext_det.proposals.store) in the data mapper, so RAM does not grow with the dataset
     # or the worker count. Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles, loaded whole.
     # tools/train_fast_rcnn.py sets it when stage 1 wrote stores (it does by default).
     _C.PROPOSALS.STORE_DIR = ""
@@ -63,7 +63,7 @@ def add_resnext_config(cfg: CN) -> CN:
     _C.DETERMINISTIC = False
 
     # Inference only (eval_coco.py, --eval-only, TwoStagePredictor): fold every FrozenBN into the
-    # convolution before it (resnext_det.modeling.fold). Same outputs within float rounding
+    # convolution before it (resnext_det.layers.frozen_bn). Same outputs within float rounding
     # (tested), one pass over each activation map fewer. Training never folds.
     if "TEST" not in _C:  # a config that is not detectron2's (pretraining) adds its own TEST later
         _C.TEST = CN()

@@ -19,10 +19,15 @@ from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.atomic_files import atomic_write_json
-from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
 from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
-from resnext_det.engine.cli import exit_on_user_error, run_tool
-from resnext_det.engine.stages import preflight, results_by_dataset
+from resnext_det.engine.cli import (
+    add_dataset_argument,
+    exit_on_user_error,
+    preflight,
+    register_datasets_from_args,
+    run_tool,
+)
+from resnext_det.engine.stages import results_by_dataset
 from resnext_det.engine.two_stage import TwoStagePredictor
 from resnext_det.errors import ResNeXtDetError
 

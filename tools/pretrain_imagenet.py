@@ -19,9 +19,9 @@ from pretrain.config import autocast_dtype, get_pretrain_cfg, uses_channels_last
 from pretrain.data import build_datasets
 from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
 from resnext_det.atomic_files import atomic_write_json
-from resnext_det.engine.cli import check_device, run_tool
+from resnext_det.engine.cli import add_overwrite_argument, check_device, run_tool
 from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
-from resnext_det.engine.output_dir import add_overwrite_argument, prepare_output_dir
+from resnext_det.engine.output_dir import prepare_output_dir
 
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm

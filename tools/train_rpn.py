@@ -13,11 +13,15 @@ PROPOSALS.TEST_POST_NMS_TOPK), for tools/train_fast_rcnn.py --proposals OUTPUT_D
 from __future__ import annotations
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.data.coco import add_dataset_argument, register_datasets_from_args
 from resnext_det.engine import dump_proposals, setup_cfg, train_stage
-from resnext_det.engine.cli import run_tool
-from resnext_det.engine.output_dir import add_overwrite_argument
-from resnext_det.engine.stages import preflight, report_proposal_recall
+from resnext_det.engine.cli import (
+    add_dataset_argument,
+    add_overwrite_argument,
+    preflight,
+    register_datasets_from_args,
+    run_tool,
+)
+from resnext_det.engine.stages import report_proposal_recall
 
 from detectron2.engine import default_argument_parser
 

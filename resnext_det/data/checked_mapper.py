@@ -8,12 +8,13 @@ one line naming the file and what to do; the tools print it without the tracebac
 
 from __future__ import annotations
 
+from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.data.detection_utils import SizeMismatchError
 from PIL import UnidentifiedImageError
 
 from ..errors import ImageFileError
 
-__all__ = ["ImageCheckingMapper"]
+__all__ = ["ImageCheckingMapper", "build_checked_test_loader"]
 
 
 class ImageCheckingMapper:
@@ -34,3 +35,11 @@ class ImageCheckingMapper:
                 f"{type(e).__name__}: {' '.join(str(e).split())[:200]}): it is missing, truncated, not an "
                 "image, or not the size the json says; replace it, or remove it from the json"
             ) from None
+
+
+def build_checked_test_loader(cfg, dataset_name: str):
+    """detectron2's test loader of ``dataset_name`` with the test-time ``DatasetMapper``, whose
+    unreadable images are named (the trainer's evaluation, and stage 1's proposal dump)."""
+    return build_detection_test_loader(
+        cfg, dataset_name, mapper=ImageCheckingMapper(DatasetMapper(cfg, is_train=False))
+    )

@@ -19,7 +19,6 @@ and turns any other failure of detectron2's loader into an ``AnnotationFileError
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,14 +32,12 @@ from ..errors import ImageFileError, ResNeXtDetError
 __all__ = [
     "AnnotationFileError",
     "DatasetFileError",
-    "add_dataset_argument",
     "check_coco_content",
     "check_dataset_files",
     "check_images_exist",
     "load_checked_coco_json",
     "read_coco_json",
     "register_checked_coco",
-    "register_datasets_from_args",
 ]
 
 _COCO_LAYOUT = (
@@ -173,28 +170,6 @@ def register_checked_coco(name: str, json_file: str, image_root: str) -> None:
     """``register_coco_instances`` with ``load_checked_coco_json`` as the loader."""
     DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
-
-
-def add_dataset_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument(
-        "--dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
-    )
-    return parser
-
-
-def register_datasets_from_args(args) -> list[str]:
-    """Register every ``--dataset NAME JSON IMAGE_ROOT`` (idempotent, once per process)."""
-    names = []
-    for name, json_file, image_root in getattr(args, "dataset", []) or []:
-        if name not in DatasetCatalog.list():
-            register_checked_coco(name, json_file, image_root)
-        names.append(name)
-    return names
 
 
 def check_dataset_files(cfg) -> None:

@@ -1,4 +1,5 @@
-"""How every tool starts: check the inputs in the launching process, launch, report user errors.
+"""How every tool starts: its shared flags, the inputs checked in the launching process
+(``preflight``), ``launch``, and user errors reported as one paragraph.
 
 A mistake in the command (a missing dataset, a config key that does not exist, an OUTPUT_DIR
 that holds an earlier run ...) is found by ``preflight`` before any worker process or data
@@ -9,16 +10,62 @@ they happen in a worker process. Bugs keep their traceback.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
+from detectron2.data import DatasetCatalog
 
+from ..data.coco import check_dataset_files, register_checked_coco
 from ..errors import ConfigError, user_error_message
+from ..proposals.handoff import checked_proposal_files
+from .defaults import setup_cfg
 from .launch import check_num_gpus, launch
+from .output_dir import prepare_output_dir
 
-__all__ = ["check_device", "check_num_gpus", "exit_on_user_error", "run_tool"]
+__all__ = [
+    "add_dataset_argument",
+    "add_overwrite_argument",
+    "check_device",
+    "check_num_gpus",
+    "exit_on_user_error",
+    "preflight",
+    "register_datasets_from_args",
+    "run_tool",
+]
+
+
+def add_dataset_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_ROOT"),
+        help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
+    )
+    return parser
+
+
+def register_datasets_from_args(args) -> list[str]:
+    """Register every ``--dataset NAME JSON IMAGE_ROOT`` (idempotent, once per process)."""
+    names = []
+    for name, json_file, image_root in getattr(args, "dataset", []) or []:
+        if name not in DatasetCatalog.list():
+            register_checked_coco(name, json_file, image_root)
+        names.append(name)
+    return names
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in an OUTPUT_DIR holding an earlier run (its checkpoints and metrics are removed)",
+    )
+    return parser
 
 
 def check_device(device: str) -> None:
@@ -50,3 +97,22 @@ def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None
         if preflight is not None:
             preflight()
         return launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+
+
+def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
+    """Check a tool's inputs in the launching process, before any worker starts.
+
+    Registers ``--dataset``s, loads the config (generating the demo data once, if named), checks
+    the device, every dataset's files and, with ``proposals_dir``, stage 1's proposal files. A
+    training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
+    OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
+    """
+    register_datasets_from_args(args)
+    cfg = setup_cfg(args.config_file, args.opts)
+    check_device(cfg.MODEL.DEVICE)
+    check_dataset_files(cfg)
+    if proposals_dir is not None:
+        checked_proposal_files(cfg, proposals_dir, test_only)
+    if hasattr(args, "overwrite") and not args.eval_only:
+        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
+    return cfg

@@ -10,7 +10,6 @@ import weakref
 import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import DatasetMapper, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, TrainerBase, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
@@ -24,11 +23,11 @@ from ..checkpoint.safe_checkpointer import (
     reads_as_torch_file,
 )
 from ..config import add_resnext_config
-from ..data.checked_mapper import ImageCheckingMapper
+from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
-from ..data.proposal_mapper import build_store_test_loader, build_store_train_loader
 from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader, mix_seed
 from ..errors import ConfigError, diverged
+from ..proposals.mapper import build_store_test_loader, build_store_train_loader
 
 __all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
 
@@ -189,9 +188,7 @@ class ResNeXtTrainer(DefaultTrainer):
     def build_test_loader(cls, cfg, dataset_name):
         if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
             return build_store_test_loader(cfg, dataset_name)
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=ImageCheckingMapper(DatasetMapper(cfg, is_train=False))
-        )
+        return build_checked_test_loader(cfg, dataset_name)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import OutputDirError
 
-__all__ = ["add_overwrite_argument", "earlier_run_files", "prepare_output_dir"]
+__all__ = ["earlier_run_files", "prepare_output_dir"]
 
 logger = logging.getLogger("resnext_det")
 
@@ -27,15 +27,6 @@ RUN_PATTERNS = (
     "metrics.json",
     "events.out.tfevents.*",
 )
-
-
-def add_overwrite_argument(parser):
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start again in an OUTPUT_DIR holding an earlier run (its checkpoints and metrics are removed)",
-    )
-    return parser
 
 
 def earlier_run_files(output_dir: str | Path) -> list[Path]:

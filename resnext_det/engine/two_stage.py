@@ -14,7 +14,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
-from ..modeling.fold import fold_frozen_batchnorm
+from ..layers.frozen_bn import fold_frozen_batchnorm
 
 __all__ = ["TwoStagePredictor"]
 

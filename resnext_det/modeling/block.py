@@ -30,8 +30,8 @@ from detectron2.layers import CNNBlockBase, get_norm
 from torch import nn
 from torch.nn import functional as F
 
+from ..layers.frozen_bn import FrozenBNConv2d
 from ..template import BLOCK_FORMS
-from .frozen_bn_conv import FrozenBNConv2d
 
 __all__ = ["ResNeXtBlock", "he_init_"]
 

@@ -15,7 +15,7 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
 from ..config import resnext_template_from_cfg
-from .parallel_roi_align import ParallelROIAlign
+from ..layers.parallel_roi_align import ParallelROIAlign
 from .trunk import STAGE_BLOCKS, make_resnext_stage
 
 __all__ = ["ResNeXtRes5ROIHeads"]

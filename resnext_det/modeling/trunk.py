@@ -15,9 +15,9 @@ import torch
 from detectron2.modeling.backbone import BasicStem, ResNet
 from torch.nn import functional as F
 
+from ..layers.frozen_bn import conv_with_frozen_bn
 from ..template import STAGE_BLOCKS, STAGE_NAMES, validate_out_features, validate_template
 from .block import ResNeXtBlock
-from .frozen_bn_conv import conv_with_frozen_bn
 
 __all__ = [
     "ResNeXtStem",
@@ -30,7 +30,7 @@ __all__ = [
 class ResNeXtStem(BasicStem):
     """detectron2's ``BasicStem`` (7x7 stride-2 conv, norm, ReLU, 3x3 stride-2 max pool; same
     parameters, names and initialisation) whose frozen norm is folded into the convolution at each
-    call, as in ``ResNeXtBlock`` (see ``frozen_bn_conv``)."""
+    call, as in ``ResNeXtBlock`` (see ``resnext_det.layers.frozen_bn``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu_(conv_with_frozen_bn(self.conv1, x))

@@ -10,14 +10,13 @@ from resnext_det.data.checked_mapper import ImageCheckingMapper
 from resnext_det.data.coco import (
     AnnotationFileError,
     DatasetFileError,
-    add_dataset_argument,
     check_dataset_files,
     check_images_exist,
     load_checked_coco_json,
     read_coco_json,
-    register_datasets_from_args,
 )
 from resnext_det.engine import setup_cfg
+from resnext_det.engine.cli import add_dataset_argument, register_datasets_from_args
 from resnext_det.errors import ImageFileError
 
 import pytest

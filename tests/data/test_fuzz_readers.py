@@ -14,8 +14,8 @@ import json
 import pickle
 
 from resnext_det.data.coco import AnnotationFileError, DatasetFileError, load_checked_coco_json
-from resnext_det.data.proposal_store import ProposalStore, write_proposal_store
-from resnext_det.data.proposals import ProposalFileError, read_proposal_file
+from resnext_det.proposals.files import ProposalFileError, read_proposal_file
+from resnext_det.proposals.store import ProposalStore, write_proposal_store
 
 import numpy as np
 import pytest

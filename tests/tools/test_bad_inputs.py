@@ -19,7 +19,7 @@ from pathlib import Path
 
 from resnext_det import resnext
 from resnext_det.checkpoint import convert_checkpoint
-from resnext_det.data.proposal_store import proposal_store_path, write_proposal_store
+from resnext_det.proposals.store import proposal_store_path, write_proposal_store
 
 import numpy as np
 import pytest

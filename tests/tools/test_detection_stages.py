@@ -118,7 +118,7 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tmp_path):
 
 def test_both_stages_on_two_cpu_processes(tmp_path):
     """--num-gpus 2 on a CPU machine: two gloo processes train, gather proposals and evaluate."""
-    from resnext_det.data.proposal_store import ProposalStore
+    from resnext_det.proposals.store import ProposalStore
 
     rpn_out, _, _ = train_both_stages(tmp_path, "--num-gpus", "2")
     # each process saw half of the images; the written store has every one exactly once

@@ -18,10 +18,10 @@ from detectron2.data import (
     get_detection_dataset_dicts,
 )
 
-from .checked_mapper import ImageCheckingMapper
-from .proposal_store import ProposalStore, proposal_store_path
-from .proposals import ProposalFileError
-from .train_stream import build_resumable_train_loader
+from ..data.checked_mapper import ImageCheckingMapper
+from ..data.train_stream import build_resumable_train_loader
+from .files import ProposalFileError
+from .store import ProposalStore, proposal_store_path
 
 __all__ = ["ProposalStoreMapper", "build_store_test_loader", "build_store_train_loader", "open_stores"]
 

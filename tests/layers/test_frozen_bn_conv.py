@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from resnext_det import get_config_file
 from resnext_det.config import add_resnext_config
-from resnext_det.modeling.frozen_bn_conv import FrozenBNConv2d
+from resnext_det.layers.frozen_bn import FrozenBNConv2d
 
 import pytest
 import torch

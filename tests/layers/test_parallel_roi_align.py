@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from resnext_det import get_config_file
 from resnext_det.engine import setup_cfg
-from resnext_det.modeling.parallel_roi_align import ParallelROIAlign
+from resnext_det.layers.parallel_roi_align import ParallelROIAlign
 
 import pytest
 import torch

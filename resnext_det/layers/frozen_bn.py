@@ -1,4 +1,4 @@
-"""A convolution that applies its frozen batch norm as its own weight scale and bias, in training too.
+"""Frozen batch norms folded into the convolutions before them: in training, and once for inference.
 
 The paper fine-tunes detectors with BN frozen (``FrozenBN``): each norm is a fixed per-channel
 affine map ``y = a * x + b`` after a convolution. detectron2's ``Conv2d`` runs it as a separate
@@ -9,19 +9,31 @@ costs one pass over the (small) weight tensor, and the convolution adds the bias
 its output. The gradient reaching ``W`` is the same, only rounded differently, because autograd
 differentiates through the scaling.
 
-Unlike ``fold.fold_frozen_batchnorm`` (inference only), nothing is rewritten: the module keeps
-``weight`` and ``norm`` exactly as detectron2's ``Conv2d`` does, so checkpoints, ``freeze()``
-(which swaps BN for FrozenBN later) and weight loading are unchanged. Any other norm (BN, SyncBN,
-GN) runs the ordinary way.
+In training (``FrozenBNConv2d``) nothing is rewritten: the module keeps ``weight`` and ``norm``
+exactly as detectron2's ``Conv2d`` does, so checkpoints, ``freeze()`` (which swaps BN for
+FrozenBN later) and weight loading are unchanged. Any other norm (BN, SyncBN, GN) runs the
+ordinary way.
+
+For inference, ``fold_frozen_batchnorm`` rewrites a model once: each such convolution gets the
+folded weights and a bias, and its norm is dropped, which also saves the small per-call scaling.
+Only after loading weights: the folded convolution has a bias where the checkpoint has a norm,
+so never train or save the folded model.
 """
 
 from __future__ import annotations
 
 import torch
 from detectron2.layers import Conv2d, FrozenBatchNorm2d
+from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FrozenBNConv2d", "frozen_bn_affine", "folded_weight_and_bias", "conv_with_frozen_bn"]
+__all__ = [
+    "FrozenBNConv2d",
+    "conv_with_frozen_bn",
+    "fold_frozen_batchnorm",
+    "folded_weight_and_bias",
+    "frozen_bn_affine",
+]
 
 
 def frozen_bn_affine(norm: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,3 +66,20 @@ class FrozenBNConv2d(Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv_with_frozen_bn(self, x)
+
+
+@torch.no_grad()
+def fold_frozen_batchnorm(model: nn.Module) -> int:
+    """Fold every ``FrozenBatchNorm2d`` that is a convolution's ``.norm`` (detectron2's ``Conv2d``)
+    into that convolution, in place; return how many were folded."""
+    folded = 0
+    for module in model.modules():
+        norm = getattr(module, "norm", None)
+        if not isinstance(module, nn.Conv2d) or not isinstance(norm, FrozenBatchNorm2d):
+            continue
+        weight, bias = folded_weight_and_bias(module)
+        module.weight.copy_(weight)
+        module.bias = nn.Parameter(bias, requires_grad=False)
+        module.norm = None
+        folded += 1
+    return folded

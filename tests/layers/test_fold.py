@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from resnext_det import get_config_file
 from resnext_det.engine import setup_cfg
-from resnext_det.modeling.fold import fold_frozen_batchnorm
+from resnext_det.layers.frozen_bn import fold_frozen_batchnorm
 
 import pytest
 import torch

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pickle
 
 from resnext_det import get_config_file
-from resnext_det.data.proposal_store import ProposalStore, proposal_store_path
-from resnext_det.data.proposals import (
+from resnext_det.engine import attach_proposal_files, dump_proposals, setup_cfg
+from resnext_det.proposals.files import (
     ProposalFileError,
     check_proposals_cover,
     proposal_file_path,
     read_proposal_file,
     write_proposal_file,
 )
-from resnext_det.engine import attach_proposal_files, dump_proposals, setup_cfg
+from resnext_det.proposals.store import ProposalStore, proposal_store_path
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Fixtures for the modeling tests."""
+"""Fixtures for the layer tests."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from detectron2.structures import BoxMode
 
-from .proposals import ProposalFileError, check_ids_cover
+from .files import ProposalFileError, check_ids_cover
 
 __all__ = [
     "ProposalStore",

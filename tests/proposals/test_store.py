@@ -6,10 +6,10 @@ import json
 import pickle
 
 from resnext_det import get_config_file
-from resnext_det.data.proposal_mapper import ProposalStoreMapper, build_store_test_loader, open_stores
-from resnext_det.data.proposal_store import ProposalStore, proposal_store_path, write_proposal_store
-from resnext_det.data.proposals import ProposalFileError
 from resnext_det.engine import setup_cfg
+from resnext_det.proposals.files import ProposalFileError
+from resnext_det.proposals.mapper import ProposalStoreMapper, build_store_test_loader, open_stores
+from resnext_det.proposals.store import ProposalStore, proposal_store_path, write_proposal_store
 
 import numpy as np
 import pytest
@@ -176,7 +176,7 @@ def test_mapper_names_an_image_without_proposals(demo_root, tmp_path):
 
 
 def test_coverage_check_names_the_images_a_store_lacks(demo_root, tmp_path):
-    from resnext_det.data.proposal_store import check_store_covers
+    from resnext_det.proposals.store import check_store_covers
 
     ids = [r["image_id"] for r in DatasetCatalog.get("resnext_demo_val")]
     path = write_proposal_store(tmp_path / "s", random_proposals(ids[2:]))
