@@ -8,7 +8,7 @@ described by the same ``MODEL.RESNEXT`` keys as the detector, so one template go
 
 from __future__ import annotations
 
-from resnext_det.config import add_resnext_config
+from resnext_det.config import add_resnext_config, add_run_config
 from resnext_det.errors import ConfigError
 
 import torch
@@ -26,6 +26,7 @@ def get_pretrain_cfg() -> CN:
     _C = CN()
     _C.MODEL = CN()
     add_resnext_config(_C)
+    add_run_config(_C)  # DETERMINISTIC
     _C.MODEL.RESNEXT.NORM = "BN"  # batch statistics while pretraining (the paper's BN)
     _C.MODEL.RESNEXT.FREEZE_AT = 0
     _C.MODEL.RESNEXT.OUT_FEATURES = ["res5"]  # unused by the classifier; kept for one schema

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resnext_det.errors import ImageFileError, ResNeXtDetError
+from resnext_det.errors import ConfigError, DatasetLayoutError, ImageFileError
 
 import torch
 from detectron2.utils import comm
@@ -21,10 +21,6 @@ from .transforms import build_eval_transform, build_train_transform
 __all__ = ["DatasetLayoutError", "ImageFolderDataset", "scan_split", "build_loader"]
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
-
-
-class DatasetLayoutError(ResNeXtDetError, RuntimeError):
-    """The dataset folder is not the layout the recipe expects; the message says what is."""
 
 
 def scan_split(root: str | Path, split: str, num_classes: int | None = None) -> tuple[list, list]:
@@ -105,7 +101,7 @@ def build_datasets(cfg, with_train: bool = True) -> dict[str, ImageFolderDataset
 def per_process_batch(total: int, key: str) -> int:
     world = comm.get_world_size()
     if total % world:
-        raise ValueError(f"{key}={total} must be divisible by the number of processes ({world})")
+        raise ConfigError(f"{key}={total} must be divisible by the number of processes ({world})")
     return total // world
 
 

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from resnext_det.checkpoint import WeightsMismatchError, describe_mismatches, load_classifier_state_dict
 from resnext_det.checkpoint.safe_checkpointer import SafeCheckpointer
 from resnext_det.config import resnext_template_from_cfg
+from resnext_det.engine.launch import check_device
 from resnext_det.errors import diverged
 from resnext_det.modeling import resnext
 
@@ -42,11 +43,7 @@ logger = logging.getLogger("pretrain")
 
 
 def build_classifier(cfg) -> torch.nn.Module:
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but this machine has no usable GPU; "
-            "add `MODEL.DEVICE cpu` to the command line"
-        )
+    check_device(cfg.MODEL.DEVICE)
     template = resnext_template_from_cfg(cfg)
     model = resnext(
         num_classes=cfg.MODEL.NUM_CLASSES,

@@ -10,7 +10,7 @@ from . import compat
 
 compat.apply()
 
-from .config import add_resnext_config  # noqa: E402
+from .config import add_resnext_config, add_two_stage_config  # noqa: E402
 from .configs_path import get_config_file  # noqa: E402
 from .modeling import (  # noqa: E402
     ResNeXtBlock,
@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "add_resnext_config",
+    "add_two_stage_config",
     "get_config_file",
     "ResNeXtBlock",
     "ResNeXtClassifier",

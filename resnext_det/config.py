@@ -1,17 +1,32 @@
-"""``add_resnext_config(cfg)``: the ``MODEL.RESNEXT`` block, with the paper's defaults.
+"""The config keys resnext_det adds, each commented where it is defined (as detectron2's
+``config/defaults.py`` does), and their validation.
 
-Like detectron2's projects, the plugin adds one namespaced block of keys; the backbone and the
-res5 ROI head both read it, so one setting governs the whole trunk (stem..res4 in the backbone,
-res5 in the head).
+* ``add_resnext_config``: the model, ``MODEL.RESNEXT.*``. Like detectron2's projects, the plugin
+  adds one namespaced block; the backbone and the res5 ROI head both read it, so one setting
+  governs the whole trunk (stem..res4 in the backbone, res5 in the head). detectron2's own
+  ``MODEL.RESNETS.*`` and ``MODEL.BACKBONE.FREEZE_AT`` stay in ``get_cfg()`` but are not read by
+  this backbone, so a value other than detectron2's default there is refused, naming the key to
+  use instead (``check_resnets_keys_unused``).
+* ``add_run_config``: ``DETERMINISTIC``, for every training tool (detection and pretraining).
+* ``add_two_stage_config``: what the paper's two-stage schedule needs beyond detectron2
+  (``PROPOSALS.*``, ``TEST.FOLD_FROZEN_BN``), plus ``add_run_config``'s key.
 """
 
 from __future__ import annotations
 
 from detectron2.config import CfgNode as CN
 
+from .errors import ConfigError
 from .template import TemplateError, validate_out_features, validate_template
 
-__all__ = ["add_resnext_config", "resnext_template_from_cfg"]
+__all__ = [
+    "add_resnext_config",
+    "add_run_config",
+    "add_two_stage_config",
+    "check_model_config",
+    "check_resnets_keys_unused",
+    "resnext_template_from_cfg",
+]
 
 
 def add_resnext_config(cfg: CN) -> CN:
@@ -43,6 +58,23 @@ def add_resnext_config(cfg: CN) -> CN:
     # (the demo's pretraining). Needs NORM "BN", "SyncBN" or "GN"; pretrained weights overwrite it.
     _C.MODEL.RESNEXT.ZERO_INIT_RESIDUAL = False
 
+    return cfg
+
+
+def add_run_config(cfg: CN) -> CN:
+    """Add ``DETERMINISTIC`` (read by every training tool) to a config (in place; also returned)."""
+    # Deterministic mode (next to detectron2's SEED): torch.use_deterministic_algorithms, cuDNN
+    # without autotuning. With a fixed SEED two runs on the same machine and software give the
+    # same weights and metrics (tested on CPUs). On GPUs a few ops (RoIAlign's backward) have no
+    # deterministic kernel; they warn and stay non-deterministic.
+    cfg.DETERMINISTIC = False
+    return cfg
+
+
+def add_two_stage_config(cfg: CN) -> CN:
+    """Add the keys of the paper's two-stage schedule (appendix B) and of the detection tools to a
+    detectron2 config: ``PROPOSALS.*``, ``TEST.FOLD_FROZEN_BN`` and ``DETERMINISTIC``."""
+    _C = cfg
     # Proposal files written by tools/train_rpn.py (per image, after NMS at MODEL.RPN.NMS_THRESH):
     # DATASETS.TRAIN sets get TRAIN_*, DATASETS.TEST sets TEST_* (Detectron's C4 baselines).
     _C.PROPOSALS = CN()
@@ -56,19 +88,59 @@ def add_resnext_config(cfg: CN) -> CN:
     # tools/train_fast_rcnn.py sets it when stage 1 wrote stores (it does by default).
     _C.PROPOSALS.STORE_DIR = ""
 
-    # Deterministic mode (next to detectron2's SEED): torch.use_deterministic_algorithms, cuDNN
-    # without autotuning. With a fixed SEED two runs on the same machine and software give the
-    # same weights and metrics (tested on CPUs). On GPUs a few ops (RoIAlign's backward) have no
-    # deterministic kernel; they warn and stay non-deterministic.
-    _C.DETERMINISTIC = False
-
     # Inference only (eval_coco.py, --eval-only, TwoStagePredictor): fold every FrozenBN into the
-    # convolution before it (resnext_det.layers.frozen_bn). Same outputs within float rounding
-    # (tested), one pass over each activation map fewer. Training never folds.
-    if "TEST" not in _C:  # a config that is not detectron2's (pretraining) adds its own TEST later
-        _C.TEST = CN()
+    # convolution before it (resnext_det.layers.fold_frozen_batchnorm). Same outputs within float
+    # rounding (tested), one pass over each activation map fewer. Training never folds.
     _C.TEST.FOLD_FROZEN_BN = True
-    return cfg
+    return add_run_config(cfg)
+
+
+#: detectron2's ResNet keys and the MODEL.RESNEXT key (or the reason) that takes their place.
+_RESNETS_INSTEAD = {
+    "DEPTH": "MODEL.RESNEXT.DEPTH",
+    "NUM_GROUPS": "MODEL.RESNEXT.CARDINALITY",
+    "WIDTH_PER_GROUP": "MODEL.RESNEXT.BOTTLENECK_WIDTH",
+    "NORM": "MODEL.RESNEXT.NORM",
+    "OUT_FEATURES": "MODEL.RESNEXT.OUT_FEATURES",
+    "STEM_OUT_CHANNELS": "MODEL.RESNEXT.STEM_OUT_CHANNELS",
+    "RES2_OUT_CHANNELS": "MODEL.RESNEXT.RES2_OUT_CHANNELS",
+    "STRIDE_IN_1X1": "nothing: the stride is always in the 3x3 (fb.resnet.torch, as the paper)",
+}
+
+
+def check_resnets_keys_unused(cfg: CN) -> None:
+    """Refuse ``MODEL.RESNETS.*`` / ``MODEL.BACKBONE.FREEZE_AT`` values other than detectron2's
+    defaults: the ResNeXt backbone and head read ``MODEL.RESNEXT.*``, and a user who set
+    ``MODEL.RESNETS.DEPTH 101`` would otherwise train a ResNeXt-50 without knowing it."""
+    from detectron2.config import get_cfg
+
+    defaults = get_cfg().MODEL
+    if "RESNETS" in cfg.MODEL:
+        for key, value in cfg.MODEL.RESNETS.items():
+            if key in defaults.RESNETS and value != defaults.RESNETS[key]:
+                instead = _RESNETS_INSTEAD.get(key, "nothing: the ResNeXt backbone does not support it")
+                raise ConfigError(
+                    f"cfg.MODEL.RESNETS.{key} is {value!r}, but the ResNeXt backbone and head do not read "
+                    f"MODEL.RESNETS.*; set {instead} instead, and leave MODEL.RESNETS.{key} at "
+                    f"detectron2's default {defaults.RESNETS[key]!r}"
+                )
+    backbone = cfg.MODEL.get("BACKBONE")
+    if backbone is not None and "FREEZE_AT" in backbone and backbone.FREEZE_AT != defaults.BACKBONE.FREEZE_AT:
+        raise ConfigError(
+            f"cfg.MODEL.BACKBONE.FREEZE_AT is {backbone.FREEZE_AT!r}, but the ResNeXt backbone reads "
+            f"MODEL.RESNEXT.FREEZE_AT; set that instead, and leave MODEL.BACKBONE.FREEZE_AT at "
+            f"detectron2's default {defaults.BACKBONE.FREEZE_AT!r}"
+        )
+
+
+def check_model_config(cfg: CN) -> None:
+    """The ResNeXt keys of a detection config, checked without building the model (the tools'
+    preflight, before any worker starts): the same errors the builders raise."""
+    if (
+        cfg.MODEL.BACKBONE.NAME == "build_resnext_backbone"
+        or cfg.MODEL.ROI_HEADS.NAME == "ResNeXtRes5ROIHeads"
+    ):
+        resnext_template_from_cfg(cfg)
 
 
 def resnext_template_from_cfg(cfg: CN) -> dict:
@@ -96,12 +168,16 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
     except TemplateError as e:
         raise TemplateError(e.argument, f"cfg.MODEL.RESNEXT.{e.argument.upper()}: {e}") from None
     if r.ZERO_INIT_RESIDUAL and r.NORM not in ("BN", "SyncBN", "GN"):
-        raise ValueError(
+        raise ConfigError(
             f"cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL needs a learnable norm (MODEL.RESNEXT.NORM "
             f"'BN', 'SyncBN' or 'GN'), got NORM {r.NORM!r}: a zeroed frozen norm never recovers"
         )
-    if not 0 <= r.FREEZE_AT <= 5:
-        raise ValueError(f"cfg.MODEL.RESNEXT.FREEZE_AT must be in 0..5, got {r.FREEZE_AT!r}")
+    if isinstance(r.FREEZE_AT, bool) or not isinstance(r.FREEZE_AT, int) or not 0 <= r.FREEZE_AT <= 5:
+        raise ConfigError(
+            f"cfg.MODEL.RESNEXT.FREEZE_AT must be 0..5 (0: train everything, 1: freeze the stem, "
+            f"k: the stem and res2..res<k>), got {r.FREEZE_AT!r}"
+        )
+    check_resnets_keys_unused(cfg)
     return dict(
         depth=r.DEPTH,
         cardinality=r.CARDINALITY,

@@ -13,11 +13,18 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "AnnotationFileError",
     "ConfigError",
+    "DatasetFileError",
+    "DatasetLayoutError",
     "ImageFileError",
+    "MissingFileError",
     "OutputDirError",
+    "ProposalFileError",
     "ResNeXtDetError",
+    "TemplateError",
     "TrainingDivergedError",
+    "WeightsMismatchError",
     "diverged",
     "user_error_message",
 ]
@@ -41,6 +48,38 @@ class OutputDirError(ResNeXtDetError, FileExistsError):
 
 class TrainingDivergedError(ResNeXtDetError, FloatingPointError):
     """A loss or a weight became infinite or NaN; training stopped before saving it."""
+
+
+class DatasetFileError(ResNeXtDetError, FileNotFoundError):
+    """A registered dataset's annotation file or image folder is missing."""
+
+
+class AnnotationFileError(ResNeXtDetError, ValueError):
+    """A COCO json that does not parse or breaks the format (see the module docstring)."""
+
+
+class ProposalFileError(ResNeXtDetError, RuntimeError):
+    """A proposal file is missing, malformed, or does not match its dataset."""
+
+
+class WeightsMismatchError(ResNeXtDetError, ValueError):
+    """A weights file does not fit the model it is meant for."""
+
+
+class TemplateError(ResNeXtDetError, ValueError):
+    """A bad template value; ``argument`` names it (``"depth"``, ``"cardinality"`` ...)."""
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+
+class DatasetLayoutError(ResNeXtDetError, RuntimeError):
+    """The dataset folder is not the layout the recipe expects; the message says what is."""
+
+
+class MissingFileError(ResNeXtDetError, FileNotFoundError):
+    """A file named on the command line or in a config does not exist."""
 
 
 def _user_error_names() -> set[str]:

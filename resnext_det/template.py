@@ -6,7 +6,7 @@ template ("depth, C x d, form, norm") the same way, with errors that name the ba
 
 from __future__ import annotations
 
-from .errors import ResNeXtDetError
+from .errors import TemplateError
 
 __all__ = [
     "BLOCK_FORMS",
@@ -25,14 +25,6 @@ STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 #: detectron2 norm names supported (``detectron2.layers.get_norm``); "" means no norm.
 NORMS = ("BN", "FrozenBN", "SyncBN", "GN", "")
-
-
-class TemplateError(ResNeXtDetError, ValueError):
-    """A bad template value; ``argument`` names it (``"depth"``, ``"cardinality"`` ...)."""
-
-    def __init__(self, argument: str, message: str):
-        super().__init__(message)
-        self.argument = argument
 
 
 def validate_template(

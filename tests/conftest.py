@@ -17,8 +17,9 @@ def _fixed_seed():
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """The generated demo dataset, written once per test session and registered."""
-    from resnext_det.data import register_demo_datasets
+    from resnext_det.data import generate_demo_dataset, register_demo_datasets
 
     root = tmp_path_factory.mktemp("resnext_demo")
+    generate_demo_dataset(root)
     register_demo_datasets(root)
     return root

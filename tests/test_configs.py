@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnext_det import add_resnext_config, get_config_file
+from resnext_det.config import add_two_stage_config
 from resnext_det.modeling import ResNeXtRes5ROIHeads, count_params, resnext
 from resnext_det.template import STAGE_BLOCKS
 
@@ -32,6 +33,7 @@ PAPER_MODELS = {
 def load(relative_path):
     cfg = get_cfg()
     add_resnext_config(cfg)
+    add_two_stage_config(cfg)  # the rpn_* and fast_rcnn_* configs set PROPOSALS.*
     cfg.merge_from_file(get_config_file(relative_path))
     cfg.MODEL.DEVICE = "cpu"
     return cfg

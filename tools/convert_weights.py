@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.checkpoint import SOURCES, WeightsMismatchError, check_weights_fit, convert_checkpoint
+from resnext_det.atomic_files import atomic_torch_save
+from resnext_det.checkpoint import SOURCES, check_weights_fit, convert_checkpoint
 from resnext_det.engine import setup_cfg
+from resnext_det.engine.cli import exit_on_user_error
+from resnext_det.errors import OutputDirError
 
-import torch
 from detectron2.modeling import build_model
 
 
@@ -39,29 +40,29 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def convert(args) -> dict:
+    """Convert, check against ``--config-file`` if given, then write (nothing is written on error)."""
     output = Path(args.output)
     if output.exists() and not args.overwrite:
-        print(f"error: {output} exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
-    try:
-        checkpoint = convert_checkpoint(args.input, args.source)
-        if args.config_file:
-            cfg = setup_cfg(args.config_file, ["MODEL.DEVICE", "cpu"])
-            check_weights_fit(build_model(cfg), checkpoint["model"], source=args.input)
-    except (WeightsMismatchError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise OutputDirError(f"{output} exists; pass --overwrite to replace it, or choose another output")
+    checkpoint = convert_checkpoint(args.input, args.source)
+    if args.config_file:
+        cfg = setup_cfg(args.config_file, ["MODEL.DEVICE", "cpu"])
+        check_weights_fit(build_model(cfg), checkpoint["model"], source=args.input)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, output)  # a crash never leaves a half-written weights file under the real name
+    atomic_torch_save(checkpoint, output)  # a crash never leaves a half-written file under the real name
+    return checkpoint
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with exit_on_user_error():  # a user error is one `error: ...` paragraph and exit status 1
+        checkpoint = convert(args)
     info = checkpoint["resnext_det"]
-    print(f"wrote {output}: {len(checkpoint['model'])} tensors, template {json.dumps(info['template'])}")
+    print(f"wrote {args.output}: {len(checkpoint['model'])} tensors, template {json.dumps(info['template'])}")
     print(
         "use it with: MODEL.WEIGHTS "
-        + str(output)
+        + str(args.output)
         + " "
         + " ".join(f"{k} {json.dumps(v).replace(' ', '')}" for k, v in info["detectron2_cfg"].items())
     )

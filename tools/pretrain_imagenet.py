@@ -19,8 +19,10 @@ from pretrain.config import autocast_dtype, get_pretrain_cfg, uses_channels_last
 from pretrain.data import build_datasets
 from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
 from resnext_det.atomic_files import atomic_write_json
+from resnext_det.config import resnext_template_from_cfg
 from resnext_det.engine.cli import add_overwrite_argument, check_device, run_tool
 from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
+from resnext_det.engine.launch import check_batch_divides, check_weights_file
 from resnext_det.engine.output_dir import prepare_output_dir
 
 from detectron2.engine import default_argument_parser, default_setup
@@ -48,6 +50,12 @@ def preflight(args) -> None:
     """The config, device, ImageNet folder layout and OUTPUT_DIR, before any worker starts."""
     cfg = load_cfg(args)
     check_device(cfg.MODEL.DEVICE)
+    check_weights_file(cfg.MODEL.WEIGHTS)
+    resnext_template_from_cfg(cfg)  # the template's keys, named, before anything is built
+    processes = args.num_gpus * args.num_machines
+    for key in ("SOLVER.IMS_PER_BATCH", "TEST.IMS_PER_BATCH"):
+        section, name = key.split(".")
+        check_batch_divides(key, cfg[section][name], processes)
     build_datasets(cfg, with_train=not args.eval_only)
     if not args.eval_only:
         prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ResNeXtDetError
+from ..errors import WeightsMismatchError
 from ..modeling.block_forms import detect_block_form
 from ..template import STAGE_BLOCKS
+from .safe_checkpointer import read_checkpoint_file
 
 __all__ = [
     "SOURCES",
@@ -42,23 +43,6 @@ IMAGENET_INPUT = {
     "mean": [0.485, 0.456, 0.406],
     "std": [0.229, 0.224, 0.225],
 }
-
-
-class WeightsMismatchError(ResNeXtDetError, ValueError):
-    """A weights file does not fit the model it is meant for."""
-
-
-def _load_file(path: str | Path) -> object:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code in it, not a torch file
-        raise WeightsMismatchError(
-            f"{path} cannot be read as a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]}); "
-            "is the file complete, and is it a state dict (not a pickled model object)?"
-        ) from None
 
 
 def _tensor_dict(obj, path) -> dict[str, torch.Tensor]:
@@ -89,7 +73,7 @@ def load_classifier_state_dict(path: str | Path, source: str) -> tuple[dict, dic
     """(state dict in resnext_det names, metadata) from a checkpoint of the given source."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    obj = _load_file(path)
+    obj = read_checkpoint_file(path)
     metadata = dict(obj.get("resnext_det", {})) if isinstance(obj, dict) else {}
     state_dict = _tensor_dict(obj, path)
     if source != "pretrain":

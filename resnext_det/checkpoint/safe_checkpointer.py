@@ -29,8 +29,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from fvcore.common.checkpoint import Checkpointer
 
 from ..atomic_files import atomic_torch_save, atomic_write_text
-from ..errors import TrainingDivergedError
-from .convert import WeightsMismatchError
+from ..errors import MissingFileError, TrainingDivergedError, WeightsMismatchError
 
 __all__ = [
     "SafeCheckpointMixin",
@@ -115,7 +114,10 @@ def reads_as_torch_file(filename: str | os.PathLike) -> bool:
 
 def read_checkpoint_file(filename: str | os.PathLike) -> dict:
     """A ``torch.save`` checkpoint as ``{"model": state dict, ...}``, read with
-    ``weights_only=True``; a file that cannot be read that way is a ``WeightsMismatchError``."""
+    ``weights_only=True``; a file that cannot be read that way is a ``WeightsMismatchError``.
+    The one reader of checkpoint files: the checkpointers and the weight conversion use it."""
+    if not os.path.isfile(filename):
+        raise MissingFileError(f"weights file {filename} does not exist")
     try:
         loaded = torch.load(filename, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or a pickle with code in it

@@ -27,7 +27,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..errors import ImageFileError, ResNeXtDetError
+from ..errors import AnnotationFileError, DatasetFileError, ImageFileError
 
 __all__ = [
     "AnnotationFileError",
@@ -45,14 +45,6 @@ _COCO_LAYOUT = (
     "$DETECTRON2_DATASETS/coco/annotations/instances_{train2014,valminusminival2014,minival2014}.json "
     f"(DETECTRON2_DATASETS is now {os.environ.get('DETECTRON2_DATASETS', 'unset, so ./datasets')})"
 )
-
-
-class DatasetFileError(ResNeXtDetError, FileNotFoundError):
-    """A registered dataset's annotation file or image folder is missing."""
-
-
-class AnnotationFileError(ResNeXtDetError, ValueError):
-    """A COCO json that does not parse or breaks the format (see the module docstring)."""
 
 
 def read_coco_json(json_file: str | os.PathLike) -> dict:

@@ -21,7 +21,9 @@ __all__ = [
     "DEMO_CLASSIFICATION_CLASSES",
     "default_demo_root",
     "generate_demo_classification",
+    "demo_dataset_files",
     "generate_demo_dataset",
+    "prepare_demo_datasets",
     "register_demo_datasets",
 ]
 
@@ -131,6 +133,15 @@ def _write_split(root: Path, split: str, num_images: int, seed: int, size: tuple
     return json_path
 
 
+def demo_dataset_files(root: str | os.PathLike | None = None) -> dict[str, tuple[str, str]]:
+    """{name: (json file, image folder)} of the demo splits under ``root``; writes nothing."""
+    root = Path(root) if root is not None else default_demo_root()
+    return {
+        name: (str(root / "annotations" / f"{split}.json"), str(root / split))
+        for name, (split, _, _) in DEMO_SPLITS.items()
+    }
+
+
 def generate_demo_dataset(root: str | os.PathLike | None = None, image_size=(128, 160)) -> dict:
     """Write the demo splits under ``root`` unless already there; return {name: (json, images)}."""
     root = Path(root) if root is not None else default_demo_root()
@@ -191,12 +202,36 @@ def generate_demo_classification(
 
 
 def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:
-    """Generate (if needed) and register the demo splits in detectron2's catalogs."""
-    from detectron2.data import DatasetCatalog
+    """Register the demo splits in detectron2's catalogs, writing nothing: a split's images are
+    generated when its loader first runs, or by ``prepare_demo_datasets`` (the tools' preflight),
+    so that reading a config has no side effects."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from .coco import register_checked_coco
+    from .coco import load_checked_coco_json
 
-    for name, (json_file, image_root) in generate_demo_dataset(root).items():
+    root = Path(root) if root is not None else default_demo_root()
+
+    def load(name: str, json_file: str, image_root: str) -> list[dict]:
+        generate_demo_dataset(root)
+        return load_checked_coco_json(json_file, image_root, name)
+
+    for name, (json_file, image_root) in demo_dataset_files(root).items():
         if name not in DatasetCatalog.list():
-            register_checked_coco(name, json_file, image_root)
+            DatasetCatalog.register(name, lambda n=name, j=json_file, i=image_root: load(n, j, i))
+            MetadataCatalog.get(name).set(
+                json_file=json_file,
+                image_root=image_root,
+                evaluator_type="coco",
+                thing_classes=[c["name"] for c in DEMO_CATEGORIES],
+            )
     return list(DEMO_SPLITS)
+
+
+def prepare_demo_datasets(cfg) -> None:
+    """The one explicit step that writes the demo data: when ``cfg`` names a demo split, generate
+    the splits (if not already there) where its catalog entry points."""
+    from detectron2.data import MetadataCatalog
+
+    named = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n in DEMO_SPLITS]
+    if named:
+        generate_demo_dataset(Path(MetadataCatalog.get(named[0]).json_file).parents[1])

@@ -30,6 +30,7 @@ import torch
 from detectron2.data.common import DatasetFromList
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..errors import ConfigError
 from .checked_mapper import ImageCheckingMapper
 
 __all__ = [
@@ -93,7 +94,7 @@ class ResumableTrainStream(IterableDataset):
         world_size: int = 1,
     ):
         if total_batch_size % world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"SOLVER.IMS_PER_BATCH ({total_batch_size}) must be divisible by the number of "
                 f"processes ({world_size})"
             )
@@ -203,8 +204,6 @@ def build_resumable_train_loader(
     """
     from detectron2.data import DatasetMapper, get_detection_dataset_dicts
     from detectron2.utils import comm
-
-    from ..errors import ConfigError
 
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise ConfigError(

@@ -15,14 +15,16 @@ import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 
-import torch
 from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultTrainer
 
+from ..config import check_model_config
 from ..data.coco import check_dataset_files, register_checked_coco
-from ..errors import ConfigError, user_error_message
+from ..data.demo_dataset import prepare_demo_datasets
+from ..errors import user_error_message
 from ..proposals.handoff import checked_proposal_files
 from .defaults import setup_cfg
-from .launch import check_num_gpus, launch
+from .launch import check_batch_divides, check_device, check_num_gpus, check_weights_file, launch
 from .output_dir import prepare_output_dir
 
 __all__ = [
@@ -68,14 +70,6 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def check_device(device: str) -> None:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"MODEL.DEVICE is {device!r} but this machine has no usable GPU; add `MODEL.DEVICE cpu` "
-            "to the command line"
-        )
-
-
 @contextmanager
 def exit_on_user_error():
     """A user error inside (from any process) exits with ``error: <message>`` and status 1;
@@ -102,14 +96,20 @@ def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None
 def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
     """Check a tool's inputs in the launching process, before any worker starts.
 
-    Registers ``--dataset``s, loads the config (generating the demo data once, if named), checks
+    Registers ``--dataset``s, loads the config, generates the demo data once if it is named, checks
     the device, every dataset's files and, with ``proposals_dir``, stage 1's proposal files. A
     training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
     OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
     """
     register_datasets_from_args(args)
     cfg = setup_cfg(args.config_file, args.opts)
+    prepare_demo_datasets(cfg)
     check_device(cfg.MODEL.DEVICE)
+    check_weights_file(cfg.MODEL.WEIGHTS)
+    check_model_config(cfg)
+    processes = args.num_gpus * args.num_machines
+    scaled = DefaultTrainer.auto_scale_workers(cfg, processes)  # what the trainer will run
+    check_batch_divides("SOLVER.IMS_PER_BATCH", scaled.SOLVER.IMS_PER_BATCH, processes)
     check_dataset_files(cfg)
     if proposals_dir is not None:
         checked_proposal_files(cfg, proposals_dir, test_only)

@@ -22,7 +22,7 @@ from ..checkpoint.safe_checkpointer import (
     read_checkpoint_file,
     reads_as_torch_file,
 )
-from ..config import add_resnext_config
+from ..config import add_resnext_config, add_two_stage_config
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader, mix_seed
@@ -33,15 +33,17 @@ __all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "m
 
 
 def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=None) -> CfgNode:
-    """get_cfg -> add_resnext_config -> merge file and ``KEY VALUE`` overrides -> freeze.
+    """get_cfg -> add_resnext_config, add_two_stage_config -> merge file and ``KEY VALUE``
+    overrides -> freeze.
 
     ``extra(cfg)``, if given, may change the config before it is frozen. The demo datasets are
-    registered (and generated once) when the config names them. With ``args`` (from
-    ``default_argument_parser``) it also runs detectron2's ``default_setup``: output dir,
+    registered when the config names them (nothing is written: see ``prepare_demo_datasets``).
+    With ``args`` (from ``default_argument_parser``) it also runs detectron2's ``default_setup``: output dir,
     logging, config dump, seed.
     """
     cfg = get_cfg()
     add_resnext_config(cfg)
+    add_two_stage_config(cfg)
     merge_config(cfg, config_file, opts)
     if any(name in DEMO_SPLITS for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
         register_demo_datasets()

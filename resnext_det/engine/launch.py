@@ -20,9 +20,16 @@ import torch.multiprocessing as mp
 from detectron2.engine import launch as detectron2_launch
 from detectron2.utils import comm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 
-__all__ = ["DEFAULT_TIMEOUT", "check_num_gpus", "launch"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "check_batch_divides",
+    "check_device",
+    "check_num_gpus",
+    "check_weights_file",
+    "launch",
+]
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 
@@ -31,6 +38,33 @@ def _free_local_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def check_device(device: str) -> None:
+    """``MODEL.DEVICE`` must be usable here: ``cuda`` needs a GPU."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"MODEL.DEVICE is {device!r} but this machine has no usable GPU; add `MODEL.DEVICE cpu` "
+            "to the command line"
+        )
+
+
+def check_weights_file(weights: str) -> None:
+    """``MODEL.WEIGHTS``, when it names a local file, must exist (a URL is left to detectron2)."""
+    if weights and "://" not in weights and not os.path.isfile(weights):
+        raise MissingFileError(
+            f"MODEL.WEIGHTS {weights} does not exist; give the path of a weights file "
+            "(tools/convert_weights.py writes them), or an empty string for random initialisation"
+        )
+
+
+def check_batch_divides(key: str, batch: int, processes: int) -> None:
+    """A total batch (``SOLVER.IMS_PER_BATCH`` ...) must split evenly over the processes."""
+    if batch % processes:
+        raise ConfigError(
+            f"{key} is {batch}, which does not divide over {processes} processes (--num-gpus x "
+            f"--num-machines); use a multiple of {processes}"
+        )
 
 
 def check_num_gpus(num_gpus: int) -> None:

@@ -14,6 +14,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
+from ..errors import ConfigError
 from ..layers.frozen_bn import fold_frozen_batchnorm
 
 __all__ = ["TwoStagePredictor"]
@@ -29,12 +30,12 @@ class TwoStagePredictor:
 
     def __init__(self, rpn_cfg, fast_rcnn_cfg):
         if rpn_cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
-            raise ValueError(f"rpn_cfg must build a ProposalNetwork, not {rpn_cfg.MODEL.META_ARCHITECTURE}")
+            raise ConfigError(f"rpn_cfg must build a ProposalNetwork, not {rpn_cfg.MODEL.META_ARCHITECTURE}")
         if fast_rcnn_cfg.MODEL.PROPOSAL_GENERATOR.NAME != "PrecomputedProposals":
-            raise ValueError("fast_rcnn_cfg must use MODEL.PROPOSAL_GENERATOR.NAME PrecomputedProposals")
+            raise ConfigError("fast_rcnn_cfg must use MODEL.PROPOSAL_GENERATOR.NAME PrecomputedProposals")
         for key in ("FORMAT", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
             if rpn_cfg.INPUT[key] != fast_rcnn_cfg.INPUT[key]:
-                raise ValueError(
+                raise ConfigError(
                     f"INPUT.{key} differs between the RPN ({rpn_cfg.INPUT[key]}) and the Fast R-CNN "
                     f"({fast_rcnn_cfg.INPUT[key]}): both stages must see the same image"
                 )

@@ -33,7 +33,7 @@ from detectron2.structures import BoxMode
 from detectron2.utils import comm
 
 from ..atomic_files import atomic_path
-from ..errors import ResNeXtDetError
+from ..errors import ProposalFileError
 
 __all__ = [
     "ProposalFileError",
@@ -44,10 +44,6 @@ __all__ = [
     "check_ids_cover",
     "check_proposals_cover",
 ]
-
-
-class ProposalFileError(ResNeXtDetError, RuntimeError):
-    """A proposal file is missing, malformed, or does not match its dataset."""
 
 
 #: What a proposal pickle may rebuild: numpy arrays, dtypes and scalars, and the BoxMode enum.

@@ -145,7 +145,7 @@ def test_truncated_and_wrong_files_are_explained(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
     data = (tmp_path / "r50.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsMismatchError, match="cut.pth cannot be read as a PyTorch checkpoint"):
+    with pytest.raises(WeightsMismatchError, match="cut.pth cannot be read as a checkpoint"):
         convert_checkpoint(tmp_path / "cut.pth", "torchvision")
     with pytest.raises(WeightsMismatchError, match="no stem convolution found; with --source pretrain"):
         convert_checkpoint(tmp_path / "r50.pth", "pretrain")
@@ -164,24 +164,21 @@ def test_convert_tool(tmp_path, capsys):
         == 0
     )
     assert "MODEL.PIXEL_MEAN [123.675,116.28,103.53]" in capsys.readouterr().out
-    assert convert_weights.main(args) == 2  # exists: not overwritten without --overwrite
-    assert "pass --overwrite" in capsys.readouterr().err
+    # a user error is one `error: ...` paragraph, exit status 1 (SystemExit with the message)
+    before = out.read_bytes()
+    with pytest.raises(SystemExit, match=r"^error: .*r50_d2.pth exists; pass --overwrite") as stopped:
+        convert_weights.main(args)  # exists: not overwritten without --overwrite
+    assert "\n" not in str(stopped.value.code) and out.read_bytes() == before
     assert convert_weights.main([*args, "--overwrite"]) == 0
     mismatch = tmp_path / "x50_d2.pth"
-    assert (
+    x50 = get_config_file("COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml")
+    with pytest.raises(SystemExit, match="^error: .*does not fit the model"):
         convert_weights.main(
-            [
-                "--source",
-                "torchvision",
-                str(tmp_path / "r50.pth"),
-                str(mismatch),
-                "--config-file",
-                get_config_file("COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml"),
-            ]
+            ["--source", "torchvision", str(tmp_path / "r50.pth"), str(mismatch), "--config-file", x50]
         )
-        == 1
-    )
-    assert "does not fit the model" in capsys.readouterr().err and not mismatch.exists()
+    assert not mismatch.exists()
+    with pytest.raises(SystemExit, match=r"^error: config file 'nowhere.yaml' does not exist"):
+        convert_weights.main([*args, "--overwrite", "--config-file", "nowhere.yaml"])
 
 
 def test_pretrain_checkpoint_converts_for_the_demo_detector(tmp_path):

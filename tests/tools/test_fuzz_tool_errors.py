@@ -1,0 +1,120 @@
+"""Every tool, fed random bad input, ends with one ``error:`` paragraph and exit status 1.
+
+Hypothesis draws, for each tool, a command line with one bad ``KEY VALUE`` override (a key that
+does not exist, a value of the wrong type, a value out of range, a file that is not there) or a
+bad file argument, and runs the tool in-process as ``python tools/<tool>.py`` would
+(``runpy``, ``__name__ == "__main__"``). Whatever it draws, the tool must stop with
+``SystemExit("error: <one paragraph>")``: never a traceback (an exception escaping the tool), never
+another exit status. Bounded: 80 derandomized examples per tool; the preflight fails before any
+model is trained, so each run takes well under a second.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+MISSING = "/nonexistent/resnext_det_fuzz"
+
+#: (key, values of the wrong type, values out of range) for keys that every detection tool reads.
+DETECTION_KEYS = [
+    ("SOLVER.MAX_ITER", ["many", "1.5.2"], []),
+    ("MODEL.RESNEXT.DEPTH", ["deep"], ["77", "0", "-50", "18"]),
+    ("MODEL.RESNEXT.CARDINALITY", ["wide"], ["0", "-4"]),
+    ("MODEL.RESNEXT.BOTTLENECK_WIDTH", ["thin"], ["0"]),
+    ("MODEL.RESNEXT.FREEZE_AT", ["all"], ["9", "-1", "6"]),
+    ("MODEL.RESNEXT.BLOCK_FORM", [], ["'fancy'", "'c'"]),
+    ("MODEL.RESNEXT.NORM", [], ["'LayerNorm'"]),
+    ("MODEL.RESNEXT.OUT_FEATURES", [], ["['res9']", "[]"]),
+    ("MODEL.RESNETS.DEPTH", ["deep"], ["101"]),
+    ("MODEL.RESNETS.NUM_GROUPS", [], ["32"]),
+    ("MODEL.BACKBONE.FREEZE_AT", [], ["0"]),
+    ("SOLVER.IMS_PER_BATCH", ["four"], ["3"]),  # 3 images over 2 processes
+]
+PRETRAIN_KEYS = [
+    ("SOLVER.EPOCHS", ["long"], []),
+    ("MODEL.RESNEXT.DEPTH", ["deep"], ["77", "0"]),
+    ("MODEL.RESNEXT.FREEZE_AT", [], ["9"]),
+    ("MODEL.RESNEXT.BLOCK_FORM", [], ["'fancy'"]),
+    ("SOLVER.AMP", [], ["'fp8'"]),
+    ("SOLVER.MEMORY_FORMAT", [], ["'nhwc'"]),
+    ("SOLVER.IMS_PER_BATCH", ["many"], ["33"]),  # 33 images over 2 processes
+    ("TEST.IMS_PER_BATCH", [], ["7"]),
+]
+
+unknown_keys = st.from_regex(r"\A(MODEL|SOLVER|INPUT|TEST)\.[A-Z]{3,8}_Z[A-Z]{0,4}\Z").map(lambda k: [k, "1"])
+
+
+def bad_value(keys):
+    cases = [(k, v) for k, wrong, out in keys for v in (*wrong, *out)]
+    return st.sampled_from(cases).map(list)
+
+
+def missing_file(key):
+    return st.just([key, f"{MISSING}/weights.pth"])
+
+
+def tool_cases(demo: str):
+    """Command lines (without the program name) of each tool, each with one bad input."""
+    rpn = ["--config-file", "configs/demo/rpn_tiny_C4.yaml", "--num-gpus", "2"]
+    frcn = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", demo, "--num-gpus", "2"]
+    pretrain = ["--config-file", "configs/demo/pretrain_shapes_tiny.yaml", "--num-gpus", "2"]
+    detection_override = st.one_of(unknown_keys, bad_value(DETECTION_KEYS), missing_file("MODEL.WEIGHTS"))
+    pretrain_override = st.one_of(
+        unknown_keys,
+        bad_value(PRETRAIN_KEYS),
+        missing_file("MODEL.WEIGHTS"),
+        st.just(["DATA.ROOT", MISSING]),
+    )
+    return {
+        "train_rpn.py": detection_override.map(lambda o: [*rpn, *o]),
+        "train_fast_rcnn.py": st.one_of(
+            detection_override.map(lambda o: [*frcn, *o]),
+            st.just([*frcn[:3], MISSING]),  # --proposals that is not there
+        ),
+        "eval_coco.py": st.one_of(
+            detection_override.map(lambda o: ["--eval-only", *frcn, *o]),
+            st.just(["--eval-only", *frcn, "--images", MISSING]),
+        ),
+        "pretrain_imagenet.py": pretrain_override.map(lambda o: [*pretrain, *o]),
+        "convert_weights.py": st.sampled_from(
+            [
+                ["--source", "pretrain", f"{MISSING}/in.pth", "out.pth"],
+                ["--source", "torchvision", f"{MISSING}/in.pth", "out.pth", "--config-file", MISSING],
+            ]
+        ),
+    }
+
+
+def run_tool(tool: str, argv: list[str], monkeypatch) -> SystemExit:
+    monkeypatch.setattr(sys, "argv", [f"tools/{tool}", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(ROOT / "tools" / tool), run_name="__main__")
+    return stopped.value
+
+
+@pytest.mark.parametrize(
+    "tool",
+    ["train_rpn.py", "train_fast_rcnn.py", "eval_coco.py", "pretrain_imagenet.py", "convert_weights.py"],
+)
+def test_random_bad_input_gives_one_error_paragraph(tool, demo_root, tmp_path_factory, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    demo = str(tmp_path_factory.mktemp("no_proposals"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # the same checks on a GPU machine
+
+    @settings(max_examples=80, derandomize=True, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(argv=tool_cases(demo)[tool])
+    def check(argv):
+        stopped = run_tool(tool, argv, monkeypatch)
+        message = stopped.code
+        assert isinstance(message, str) and message.startswith("error: "), (argv, message)
+        assert "\n\n" not in message and "Traceback" not in message, (argv, message)
+
+    check()
