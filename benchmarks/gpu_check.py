@@ -93,7 +93,8 @@ def main(args) -> dict:
     environment = device_environment(args.device)
     env = {**os.environ, "DETECTRON2_DATASETS": str(out / "datasets"), "PYTHONUNBUFFERED": "1"}
     os.environ["DETECTRON2_DATASETS"] = env["DETECTRON2_DATASETS"]
-    from resnext_det.data.demo_dataset import generate_demo_classification, generate_demo_dataset
+    from pretrain.synthetic import generate_demo_classification
+    from resnext_det.data.demo_dataset import generate_demo_dataset
 
     generate_demo_dataset()
     classification_root = generate_demo_classification()

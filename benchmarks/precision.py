@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from resnext_det.data.demo_dataset import generate_demo_classification  # noqa: E402
+from pretrain.synthetic import generate_demo_classification  # noqa: E402
 
 import torch  # noqa: E402
 

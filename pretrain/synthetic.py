@@ -1,18 +1,38 @@
-"""A tiny generated ImageNet-layout dataset, to exercise the real loading path without ImageNet.
+"""Generated ImageNet-layout folders, so that pretraining's real loading path runs without ImageNet.
 
-``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` with a few visually separable classes (a
-filled disc, a square outline, horizontal stripes, vertical stripes, a cross), each drawn at a
-random position, size and colour on a noisy background, from a fixed seed.
+One writer (``write_image_folder``: ``root/<split>/<class>/<n>.<ext>``, each class folder drawn
+from its own seed, a complete folder kept) and two datasets on it:
+
+* ``generate_image_folder``: a few visually separable classes (a filled disc, a square outline,
+  horizontal stripes, vertical stripes, a cross) on a noisy background, for the tests;
+* ``generate_demo_classification``: the demo's stand-in for ImageNet, shape crops drawn like the
+  detection demo's objects (``resnext_det.data.demo_dataset``), so that pretraining teaches the
+  features its detector needs, as ImageNet does for COCO.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
+
+from resnext_det.data.demo_dataset import (
+    DEMO_CLASSIFICATION_CLASSES,
+    default_demo_root,
+    draw_background,
+    draw_shape,
+)
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SYNTHETIC_CLASSES", "generate_image_folder"]
+__all__ = [
+    "DEMO_CLASSIFICATION_CLASSES",
+    "SYNTHETIC_CLASSES",
+    "generate_demo_classification",
+    "generate_image_folder",
+    "write_image_folder",
+]
 
 SYNTHETIC_CLASSES = ("n00000001", "n00000002", "n00000003", "n00000004", "n00000005")
 
@@ -43,19 +63,67 @@ def _draw(kind: int, rng: np.random.Generator, size: int) -> Image.Image:
     return image
 
 
+def write_image_folder(
+    root: str | os.PathLike,
+    per_class: dict[str, int],
+    classes: tuple[str, ...],
+    draw: Callable[[np.random.Generator, int], Image.Image],
+    seed: int,
+    suffix: str = ".png",
+) -> Path:
+    """Write ``root/<split>/<class>/<n><suffix>``, ``per_class[split]`` images a class, each drawn
+    by ``draw(rng, label)``. Each folder has its own generator, seeded by (seed, split, label), so
+    regenerating one folder does not change the others; a complete folder is kept."""
+    root = Path(root)
+    for split_index, (split, count) in enumerate(per_class.items()):
+        for label, name in enumerate(classes):
+            folder = root / split / name
+            if folder.is_dir() and len(list(folder.glob(f"*{suffix}"))) == count:
+                continue
+            rng = np.random.default_rng([seed, split_index, label])
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                target = folder / f"{name}_{i:05d}{suffix}"
+                tmp = target.with_name(target.name + ".tmp")
+                draw(rng, label).save(tmp, format="JPEG" if suffix == ".JPEG" else "PNG", quality=95)
+                tmp.replace(target)
+    return root
+
+
 def generate_image_folder(
     root: str | Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0
 ) -> Path:
-    """Write the dataset under ``root`` (skipped if already complete); return ``root``."""
-    root = Path(root)
-    per_class = per_class or {"train": 60, "val": 20}
-    rng = np.random.default_rng(seed)
-    for split, count in per_class.items():
-        for kind, wnid in enumerate(SYNTHETIC_CLASSES):
-            folder = root / split / wnid
-            if folder.is_dir() and len(list(folder.glob("*.JPEG"))) == count:
-                continue
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                _draw(kind, rng, size).save(folder / f"{wnid}_{i:04d}.JPEG", quality=95)
-    return root
+    """The tests' five-class folder under ``root`` (skipped if already complete); return ``root``."""
+    return write_image_folder(
+        root,
+        per_class or {"train": 60, "val": 20},
+        SYNTHETIC_CLASSES,
+        lambda rng, label: _draw(label, rng, size),
+        seed,
+        suffix=".JPEG",
+    )
+
+
+def _draw_crop(rng: np.random.Generator, label: int, size: int) -> Image.Image:
+    image = draw_background(rng, size, size)
+    if label:  # 0 is background: texture only, which the detector must learn to reject
+        extent = float(rng.uniform(0.35, 0.9) * size)
+        x, y = rng.uniform(0, size - extent, size=2)
+        category = {"square": 1, "disc": 2, "triangle": 3}[DEMO_CLASSIFICATION_CLASSES[label]]
+        draw_shape(ImageDraw.Draw(image), rng, category, [x, y, x + extent, y + extent])
+    return image
+
+
+def generate_demo_classification(
+    root: str | os.PathLike | None = None,
+    per_class: dict[str, int] | None = None,
+    size: int = 48,
+    seed: int = 3,
+) -> Path:
+    """The demo's ImageNet-layout folder of shape crops (the three shapes and "background"),
+    ``root/{train,val}/<class>/<n>.png``, by default beside the detection demo's data."""
+    root = Path(root) if root is not None else default_demo_root().with_name("resnext_demo_classification")
+    return write_image_folder(
+        root, per_class or {"train": 400, "val": 100}, DEMO_CLASSIFICATION_CLASSES,
+        lambda rng, label: _draw_crop(rng, label, size), seed,
+    )  # fmt: skip

@@ -16,6 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # every stage through the tools, about a minute
 def test_gpu_check_runs_every_stage_on_the_cpu(tmp_path):
     command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--output-dir", str(tmp_path)]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the speed benchmark's --quick variant
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

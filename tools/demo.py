@@ -33,8 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python tools/demo.py` from a checkout finds resnext_det
 
+from pretrain.synthetic import generate_demo_classification  # noqa: E402
 from resnext_det.atomic_files import atomic_write_json  # noqa: E402
-from resnext_det.data.demo_dataset import generate_demo_classification, generate_demo_dataset  # noqa: E402
+from resnext_det.data.demo_dataset import generate_demo_dataset  # noqa: E402
 from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "demo"

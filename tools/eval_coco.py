@@ -27,19 +27,11 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.drawing import draw_detections, image_files, two_stage_predictor
 from resnext_det.engine.stages import results_by_dataset
-from resnext_det.engine.two_stage import TwoStagePredictor
-from resnext_det.errors import ResNeXtDetError
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
-from PIL import Image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-#: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
-MIN_DRAWN_SIDE = 384
 
 
 def parse_args(argv=None):
@@ -79,52 +71,11 @@ def evaluate(args) -> dict:
 
 
 def draw(args) -> list[Path]:
-    rpn_dir = Path(args.proposals)
-    for required in ("config.yaml", "model_final.pth"):
-        if not (rpn_dir / required).is_file():
-            raise ResNeXtDetError(f"{rpn_dir / required} not found: --proposals must be stage 1's OUTPUT_DIR")
     frcn_cfg = setup_cfg(args.config_file, args.opts)
-    rpn_cfg = setup_cfg(
-        str(rpn_dir / "config.yaml"),
-        ["MODEL.WEIGHTS", str(rpn_dir / "model_final.pth"), "MODEL.DEVICE", frcn_cfg.MODEL.DEVICE],
-    )
-    from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
-
-    predictor = TwoStagePredictor(rpn_cfg, frcn_cfg)
-    metadata = None
-    if frcn_cfg.DATASETS.TEST:  # class names; a COCO-json dataset sets them when first loaded
-        metadata = MetadataCatalog.get(frcn_cfg.DATASETS.TEST[0])
-        if not hasattr(metadata, "thing_classes"):
-            DatasetCatalog.get(frcn_cfg.DATASETS.TEST[0])
-    if not Path(args.images).is_dir():
-        raise ResNeXtDetError(f"--images {args.images} is not a folder of images")
-    images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ResNeXtDetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in --images {args.images}")
+    predictor = two_stage_predictor(args.proposals, frcn_cfg)
+    dataset = frcn_cfg.DATASETS.TEST[0] if frcn_cfg.DATASETS.TEST else None
     output = Path(args.output or "vis")
-    output.mkdir(parents=True, exist_ok=True)
-    written, detections = [], {}
-    for path in images:
-        image = read_image(str(path), format="BGR")
-        instances = predictor(image).to("cpu")
-        instances = instances[instances.scores >= args.score_threshold]
-        scale = max(1.0, MIN_DRAWN_SIDE / min(image.shape[:2]))  # small images: readable labels
-        visualizer = Visualizer(image[:, :, ::-1], metadata, scale=scale)
-        drawn = visualizer.draw_instance_predictions(instances).get_image()
-        target = output / (path.stem + ".png")
-        Image.fromarray(drawn).save(target)
-        written.append(target)
-        detections[path.name] = [
-            {
-                "box_xyxy": [round(v, 1) for v in box.tolist()],
-                "score": round(float(score), 4),
-                "class": int(c),
-            }
-            for box, score, c in zip(
-                instances.pred_boxes.tensor, instances.scores, instances.pred_classes, strict=True
-            )
-        ]
-    atomic_write_json(output / "detections.json", detections, indent=1)
+    written = draw_detections(predictor, image_files(args.images), output, dataset, args.score_threshold)
     print(f"drew {len(written)} images into {output}")
     return written
 

@@ -4,9 +4,11 @@
   python tools/train_fast_rcnn.py --config-file configs/COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml \
       --num-gpus 8 --proposals out/rpn_x50 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/frcn_x50
 
---proposals names stage 1's OUTPUT_DIR: it must hold proposals_<dataset>.pkl for every dataset
-in DATASETS.TRAIN and DATASETS.TEST, covering every image, or training does not start. The
-backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN: no feature sharing.
+--proposals names stage 1's OUTPUT_DIR: it must hold, for every dataset in DATASETS.TRAIN and
+DATASETS.TEST, the memory-mapped store proposals_<dataset>/ (used when there is one for every
+dataset: PROPOSALS.STORE_DIR) or detectron2's proposals_<dataset>.pkl, covering every image, or
+training does not start. The backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN:
+no feature sharing.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ __all__ = [
     "DEMO_SPLITS",
     "DEMO_CLASSIFICATION_CLASSES",
     "default_demo_root",
-    "generate_demo_classification",
+    "draw_background",
+    "draw_shape",
     "demo_dataset_files",
     "generate_demo_dataset",
     "prepare_demo_datasets",
@@ -44,7 +45,8 @@ def default_demo_root() -> Path:
     return Path(os.environ.get("DETECTRON2_DATASETS", "datasets")) / "resnext_demo"
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> Image.Image:
+def draw_background(rng: np.random.Generator, height: int, width: int) -> Image.Image:
+    """Smoothed colour noise with stripes: texture for the detector to learn to ignore."""
     coarse = rng.uniform(40, 215, size=(height // 16 + 1, width // 16 + 1, 3)).astype(np.uint8)
     smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), np.float32)
     period, phase = rng.uniform(6, 20), rng.uniform(0, 2 * np.pi)
@@ -62,7 +64,7 @@ def _iou(a, b) -> float:
     return inter / (aw * ah + bw * bh - inter)
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, category: int, corners) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, category: int, corners) -> None:
     """A filled shape of a random colour with a contrasting outline inside ``corners`` (x0 y0 x1 y1)."""
     colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
     outline = tuple(255 - c for c in colour)
@@ -76,7 +78,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, category: i
 
 
 def _draw_image(rng: np.random.Generator, height: int, width: int):
-    image = _background(rng, height, width)
+    image = draw_background(rng, height, width)
     draw = ImageDraw.Draw(image)
     objects = []
     for _ in range(int(rng.integers(1, 5))):
@@ -89,7 +91,7 @@ def _draw_image(rng: np.random.Generator, height: int, width: int):
         else:
             continue
         category = int(rng.integers(1, 4))
-        _draw_shape(draw, rng, category, [x, y, x + size, y + size])
+        draw_shape(draw, rng, category, [x, y, x + size, y + size])
         objects.append({"category_id": category, "bbox": [round(v, 2) for v in box]})
     return image, objects
 
@@ -158,47 +160,6 @@ def generate_demo_dataset(root: str | os.PathLike | None = None, image_size=(128
             _write_split(root, split, num_images, seed, image_size)
         paths[name] = (str(json_path), str(root / split))
     return paths
-
-
-def _draw_crop(rng: np.random.Generator, label: int, size: int) -> Image.Image:
-    image = _background(rng, size, size)
-    if label:  # 0 is background: texture only, which the detector must learn to reject
-        extent = float(rng.uniform(0.35, 0.9) * size)
-        x, y = rng.uniform(0, size - extent, size=2)
-        category = {"square": 1, "disc": 2, "triangle": 3}[DEMO_CLASSIFICATION_CLASSES[label]]
-        _draw_shape(ImageDraw.Draw(image), rng, category, [x, y, x + extent, y + extent])
-    return image
-
-
-def generate_demo_classification(
-    root: str | os.PathLike | None = None,
-    per_class: dict[str, int] | None = None,
-    size: int = 48,
-    seed: int = 3,
-) -> Path:
-    """Write an ImageNet-layout folder of shape crops; the demo's stand-in for ImageNet pretraining.
-
-    The paper's detectors start from ImageNet weights; the demo's start from a classifier trained on
-    crops drawn like the detection data's objects (one centred-ish shape or none, on the same kind
-    of background), so pretraining teaches the features detection needs, as ImageNet does for COCO.
-    Layout: ``root/{train,val}/<class>/<n>.png``. Skipped when complete.
-    """
-    root = Path(root) if root is not None else default_demo_root().with_name("resnext_demo_classification")
-    per_class = per_class or {"train": 400, "val": 100}
-    for split_index, (split, count) in enumerate(per_class.items()):
-        for label, name in enumerate(DEMO_CLASSIFICATION_CLASSES):
-            folder = root / split / name
-            if folder.is_dir() and len(list(folder.glob("*.png"))) == count:
-                continue
-            # seeded per folder: regenerating one folder does not change the others
-            rng = np.random.default_rng([seed, split_index, label])
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                target = folder / f"{i:05d}.png"
-                tmp = target.with_suffix(".tmp")
-                _draw_crop(rng, label, size).save(tmp, format="PNG")
-                tmp.replace(target)
-    return root
 
 
 def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:

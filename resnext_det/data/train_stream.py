@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -31,40 +29,16 @@ from detectron2.data.common import DatasetFromList
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import ConfigError
+from ..seeding import mix_seed, seeded_rngs
 from .checked_mapper import ImageCheckingMapper
 
 __all__ = [
     "ResumableTrainLoader",
     "ResumableTrainStream",
     "build_resumable_train_loader",
-    "mix_seed",
-    "seeded_rngs",
 ]
 
 logger = logging.getLogger("resnext_det")
-
-
-def mix_seed(*parts: int) -> int:
-    """One 31-bit seed from several integers (a fixed polynomial hash: the same everywhere)."""
-    seed = 0
-    for part in parts:
-        seed = (seed * 1_000_003 + int(part) + 0x9E3779B9) % (2**31 - 1)
-    return seed
-
-
-@contextmanager
-def seeded_rngs(seed: int):
-    """Seed Python's, numpy's and torch's CPU generators; restore their states afterwards."""
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.random.default_generator.manual_seed(seed)  # CPU only: CUDA generators are left alone
-    try:
-        yield
-    finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
 
 
 def _is_portrait(record: dict) -> bool:

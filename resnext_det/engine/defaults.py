@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import weakref
 
-import numpy as np
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import DefaultTrainer, TrainerBase, default_setup, hooks
@@ -25,9 +23,10 @@ from ..checkpoint.safe_checkpointer import (
 from ..config import add_resnext_config, add_two_stage_config
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
-from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader, mix_seed
+from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader
 from ..errors import ConfigError, diverged
 from ..proposals.mapper import build_store_test_loader, build_store_train_loader
+from ..seeding import mix_seed, seed_all
 
 __all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
 
@@ -105,10 +104,7 @@ class SeedEachIteration(hooks.HookBase):
     after ``--resume`` too."""
 
     def before_step(self):
-        seed = mix_seed(self.trainer.stream_seed, self.trainer.iter, comm.get_rank(), 1)
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        seed_all(mix_seed(self.trainer.stream_seed, self.trainer.iter, comm.get_rank(), 1))
 
 
 class ResNeXtTrainer(DefaultTrainer):

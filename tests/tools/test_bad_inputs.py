@@ -26,6 +26,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # 20 tool runs in subprocesses
+
 ROOT = Path(__file__).resolve().parents[2]
 RPN = ["tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml"]
 FAST_RCNN = ["tools/train_fast_rcnn.py", "--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml"]

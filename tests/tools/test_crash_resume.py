@@ -29,6 +29,8 @@ import pytest
 import torch
 from test_detection_stages import ROOT, run
 
+pytestmark = pytest.mark.slow  # kills and resumes real training runs
+
 # stage 1 on the 40-image val split, from random weights (BN), 12 iterations, a checkpoint every 3
 RPN = [
     "tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml",

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the demo pipeline, about 1.5 minutes
+
 ROOT = Path(__file__).resolve().parents[2]
 # `tools/demo.py --quick` measured AP50 64.5 on the held-out val split (2026-11-29, 2 cores with
 # AVX2, torch 2.14.1, SEED 0, pretraining in channels_last), the full demo 81.4; on 2026-12-01 a

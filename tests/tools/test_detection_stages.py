@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # both detection stages through the tools, on one and two processes
+
 ROOT = Path(__file__).resolve().parents[2]
 # Train on the 40-image val split too, 2 iterations each: this checks the plumbing, not accuracy.
 # From random weights, so BN with batch statistics (the demo configs' FrozenBN expects the demo's

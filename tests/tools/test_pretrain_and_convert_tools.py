@@ -9,7 +9,10 @@ from pathlib import Path
 
 from pretrain.synthetic import generate_image_folder
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # pretraining, evaluation and conversion through the tools
 
 ROOT = Path(__file__).resolve().parents[2]
 

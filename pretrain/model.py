@@ -1,0 +1,54 @@
+"""The classifier that pretraining trains (the ResNeXt trunk + pool + fc), and its weights.
+
+``build_classifier`` reads the ``MODEL.RESNEXT`` template; ``checkpoint_metadata`` is what every
+checkpoint records about it, so that ``tools/convert_weights.py`` and the detection configs can
+check the weights they are given.
+"""
+
+from __future__ import annotations
+
+from resnext_det.checkpoint import describe_mismatches, load_classifier_state_dict
+from resnext_det.config import resnext_template_from_cfg
+from resnext_det.engine.launch import check_device
+from resnext_det.errors import WeightsMismatchError
+from resnext_det.modeling import resnext
+
+import torch
+
+from .config import uses_channels_last
+
+__all__ = ["build_classifier", "checkpoint_metadata", "load_classifier_weights"]
+
+
+def build_classifier(cfg) -> torch.nn.Module:
+    check_device(cfg.MODEL.DEVICE)
+    template = resnext_template_from_cfg(cfg)
+    model = resnext(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
+        **template,
+    ).to(cfg.MODEL.DEVICE)
+    if uses_channels_last(cfg):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def load_classifier_weights(model: torch.nn.Module, path: str, source: str = "pretrain") -> None:
+    """Load a classifier checkpoint strictly: every tensor present with the model's shape."""
+    state_dict, _ = load_classifier_state_dict(path, source)
+    problems = describe_mismatches(
+        {k: tuple(v.shape) for k, v in model.state_dict().items()},
+        {k: tuple(v.shape) for k, v in state_dict.items()},
+    )
+    if problems:
+        raise WeightsMismatchError(f"{path} does not fit the classifier of this config: {problems}")
+    model.load_state_dict(state_dict)
+
+
+def checkpoint_metadata(cfg) -> dict:
+    """Stored in every checkpoint: what the weights are and what input they expect."""
+    return {
+        "template": resnext_template_from_cfg(cfg),
+        "num_classes": cfg.MODEL.NUM_CLASSES,
+        "input": {"format": "RGB", "range": "0-1", "mean": list(cfg.INPUT.MEAN), "std": list(cfg.INPUT.STD)},
+    }
