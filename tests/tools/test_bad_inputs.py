@@ -158,6 +158,16 @@ CASES = [
          r"MODEL\.DEVICE is 'cuda' but this machine has no usable GPU"),
     Case("ImageNet folder missing", PRETRAIN, NO_FLAGS, ["DATA.ROOT", "@nowhere"],
          r"nowhere/val does not exist; expected .*nowhere/val/<class>/<image>.JPEG"),
+    Case("detectron2's ResNet key set", RPN, NO_FLAGS, ["MODEL.RESNETS.NUM_GROUPS", "32"],
+         r"cfg\.MODEL\.RESNETS\.NUM_GROUPS is 32, but the ResNeXt backbone and head do not read "
+         r"MODEL\.RESNETS\.\*; set MODEL\.RESNEXT\.CARDINALITY instead"),
+    Case("template value out of range", RPN, NO_FLAGS, ["MODEL.RESNEXT.FREEZE_AT", "9"],
+         r"cfg\.MODEL\.RESNEXT\.FREEZE_AT must be 0\.\.5 .*got 9"),
+    Case("batch that does not divide over processes", RPN, lambda t: ["--num-gpus", "2"],
+         ["SOLVER.IMS_PER_BATCH", "3"],
+         r"SOLVER\.IMS_PER_BATCH is 3, which does not divide over 2 processes"),
+    Case("weights file missing", RPN, NO_FLAGS, ["MODEL.WEIGHTS", "@none.pth"],
+         r"MODEL\.WEIGHTS .*none\.pth does not exist; give the path of a weights file"),
 ]  # fmt: skip
 SPECIAL_FILES = {"@other": weights_of_another_template, "@cut": truncated_weights}
 
