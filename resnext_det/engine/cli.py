@@ -97,9 +97,11 @@ def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
     """Check a tool's inputs in the launching process, before any worker starts.
 
     Registers ``--dataset``s, loads the config, generates the demo data once if it is named, checks
-    the device, every dataset's files and, with ``proposals_dir``, stage 1's proposal files. A
-    training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
-    OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
+    the device, that ``MODEL.WEIGHTS`` exists, the ResNeXt keys (without building the model),
+    that the batch divides over the processes, every dataset's files and, with
+    ``proposals_dir``, stage 1's proposal files. A training run (a tool with ``--overwrite``,
+    without ``--eval-only``) also checks its OUTPUT_DIR (``prepare_output_dir``). Returns the
+    cfg; user errors are ``ResNeXtDetError``s.
     """
     register_datasets_from_args(args)
     cfg = setup_cfg(args.config_file, args.opts)
