@@ -34,7 +34,8 @@ def test_missing_coco_2014_files_name_the_path_and_layout(tmp_path, monkeypatch)
         check_dataset_files(cfg)
 
 
-def test_a_coco_json_named_on_the_command_line(tmp_path, demo_root):  # demo_root: DATASETS.TRAIN
+def test_a_coco_json_named_on_the_command_line(tmp_path, demo_root):
+    # demo_root: the demo config keeps resnext_demo_train in DATASETS.TRAIN; its files must exist
     images = tmp_path / "images"
     images.mkdir()
     annotations = tmp_path / "a.json"
