@@ -244,8 +244,7 @@ def _let_map_dataset_sample_sets() -> None:
 
     if sys.version_info < (3, 11):
         return
-    source = Path(common.__file__).read_text(encoding="utf-8")
-    if "sample(self._fallback_candidates" not in source:
+    if "sample(self._fallback_candidates" not in _detectron2_source("data/common.py"):
         return
     original_init = common.MapDataset.__init__
 

@@ -158,10 +158,24 @@ def load_checked_coco_json(json_file: str, image_root: str, dataset_name: str) -
         ) from None
 
 
-def register_checked_coco(name: str, json_file: str, image_root: str) -> None:
-    """``register_coco_instances`` with ``load_checked_coco_json`` as the loader."""
-    DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
-    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
+def register_checked_coco(
+    name: str, json_file: str, image_root: str, prepare=None, thing_classes: list[str] | None = None
+) -> None:
+    """``register_coco_instances`` with ``load_checked_coco_json`` as the loader.
+
+    ``prepare()``, if given, runs before each load (the demo data generates itself there);
+    ``thing_classes`` are known before the first load when given."""
+
+    def load() -> list[dict]:
+        if prepare is not None:
+            prepare()
+        return load_checked_coco_json(json_file, image_root, name)
+
+    DatasetCatalog.register(name, load)
+    metadata = {"json_file": json_file, "image_root": image_root, "evaluator_type": "coco"}
+    if thing_classes is not None:
+        metadata["thing_classes"] = thing_classes
+    MetadataCatalog.get(name).set(**metadata)
 
 
 def check_dataset_files(cfg) -> None:

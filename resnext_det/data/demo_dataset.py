@@ -166,24 +166,20 @@ def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:
     """Register the demo splits in detectron2's catalogs, writing nothing: a split's images are
     generated when its loader first runs, or by ``prepare_demo_datasets`` (the tools' preflight),
     so that reading a config has no side effects."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data import DatasetCatalog
 
-    from .coco import load_checked_coco_json
+    from .coco import register_checked_coco
 
     root = Path(root) if root is not None else default_demo_root()
-
-    def load(name: str, json_file: str, image_root: str) -> list[dict]:
-        generate_demo_dataset(root)
-        return load_checked_coco_json(json_file, image_root, name)
-
+    classes = [c["name"] for c in DEMO_CATEGORIES]
     for name, (json_file, image_root) in demo_dataset_files(root).items():
         if name not in DatasetCatalog.list():
-            DatasetCatalog.register(name, lambda n=name, j=json_file, i=image_root: load(n, j, i))
-            MetadataCatalog.get(name).set(
-                json_file=json_file,
-                image_root=image_root,
-                evaluator_type="coco",
-                thing_classes=[c["name"] for c in DEMO_CATEGORIES],
+            register_checked_coco(
+                name,
+                json_file,
+                image_root,
+                prepare=lambda: generate_demo_dataset(root),
+                thing_classes=classes,
             )
     return list(DEMO_SPLITS)
 
