@@ -7,6 +7,8 @@ installed by the user (see README), and ``scripts/install.sh`` builds the pure-P
 
 from setuptools import find_packages, setup
 
+DEPLOY = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"]
+
 setup(
     name="resnext-det",
     version="0.1.0",
@@ -34,7 +36,10 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={
-        "test": ["pytest>=7", "timm", "hypothesis>=6"],
-        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff"],
+        # tools/export_model.py --format onnx and running the exported model (ONNX Runtime);
+        # onnxscript is what torch.onnx's exporter translates with. The .pt2 format needs only torch.
+        "deploy": DEPLOY,
+        "test": ["pytest>=7", "timm", "hypothesis>=6", *DEPLOY],
+        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff", *DEPLOY],
     },
 )

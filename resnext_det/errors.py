@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "DatasetFileError",
     "DatasetLayoutError",
+    "ExportError",
     "ImageFileError",
     "MissingFileError",
     "OutputDirError",
@@ -80,6 +81,11 @@ class DatasetLayoutError(ResNeXtDetError, RuntimeError):
 
 class MissingFileError(ResNeXtDetError, FileNotFoundError):
     """A file named on the command line or in a config does not exist."""
+
+
+class ExportError(ResNeXtDetError, RuntimeError):
+    """A model cannot be exported (an operator without a translation), or an exported model's
+    folder is unusable (missing or changed files, another format or device)."""
 
 
 def _user_error_names() -> set[str]:

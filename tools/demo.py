@@ -13,7 +13,9 @@ Each stage is one of the project's tools, run as a user runs it (the command is 
 4. ``train_fast_rcnn.py``: Fast R-CNN on those proposals, again from the pretrained weights (no
    feature sharing, as in the paper's appendix B);
 5. ``eval_coco.py``: COCO AP on the held-out val split;
-6. ``eval_coco.py --images``: RPN and Fast R-CNN together on the val images, drawn to PNG files.
+6. ``eval_coco.py --images``: RPN and Fast R-CNN together on the val images, drawn to PNG files;
+7. ``export_model.py``: both stages exported as one ONNX model (image to detections);
+8. ``eval_coco.py --exported``: that model's COCO AP under ONNX Runtime, beside the PyTorch one.
 
 A stage whose result is already in ``--output-dir`` is kept, so an interrupted demo continues
 where it stopped (a half-trained stage resumes from its last checkpoint); ``--overwrite`` redoes
@@ -45,7 +47,7 @@ QUICK = {
     "rpn": [],
     "fast_rcnn": ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(250,)"],
 }
-STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis")
+STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis", "exported", "eval_exported")
 
 
 def parse_args(argv=None):
@@ -148,6 +150,17 @@ def run_pipeline(args) -> dict:
         ["tools/eval_coco.py", *stage2, "--images", val_images, "--output", str(out / "vis"), *final],
     )
     contact_sheet(sorted((out / "vis").glob("*.png"))[:6], out / "demo_detections.png")
+    stage(
+        "export both stages as one ONNX model",
+        out / "exported" / "meta.json",
+        ["tools/export_model.py", "--rpn", str(rpn_dir), "--fast-rcnn", str(frcn_dir), "--format", "onnx",
+         "--output", str(out / "exported")],
+    )  # fmt: skip
+    stage(
+        "COCO evaluation of the exported model (ONNX Runtime)",
+        out / "eval_exported" / "coco_eval.json",
+        ["tools/eval_coco.py", "--exported", str(out / "exported"), "OUTPUT_DIR", str(out / "eval_exported")],
+    )
     return summarize(out, stage.seconds, args.quick)
 
 
@@ -169,11 +182,13 @@ def summarize(out: Path, seconds: dict, quick: bool) -> dict:
     pretrain = json.loads((out / "pretrain" / "final_metrics.json").read_text())
     recall = json.loads((out / "rpn" / "proposal_recall.json").read_text())["resnext_demo_val"]
     box = json.loads((out / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    exported = json.loads((out / "eval_exported" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
     results = {
         "variant": "quick" if quick else "full",
         "pretrain_top1_err": pretrain["top1_err"],
         "rpn_AR@100": recall["AR@100"],
         "bbox": box,
+        "exported_onnx_bbox": exported,
         "seconds": seconds,
         "pictures": str(out / "vis"),
     }
@@ -185,6 +200,10 @@ def summarize(out: Path, seconds: dict, quick: bool) -> dict:
     print(
         f"| {pretrain['top1_err']:.2f}% | {recall['AR@100']:.1f} | {box['AP']:.1f} | {box['AP50']:.1f} | "
         f"{box['AP75']:.1f} | {box['APs']:.1f} | {box['APm']:.1f} | {per_class} |"
+    )
+    print(
+        f"the exported ONNX model (ONNX Runtime): AP {exported['AP']:.1f}, AP50 {exported['AP50']:.1f} "
+        f"(PyTorch: {box['AP']:.1f}, {box['AP50']:.1f}); model in {out / 'exported'}"
     )
     if seconds:
         print("stage times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in seconds.items()))

@@ -7,6 +7,9 @@
   # the RPN (from --proposals: its config.yaml and model_final.pth) and the Fast R-CNN together
   # on plain images, detections drawn to PNG files
   python tools/eval_coco.py ... --images some/folder --output vis/
+  # an exported model (tools/export_model.py; ONNX Runtime or AOTInductor by its meta.json) on
+  # the DATASETS.TEST it records, or on the DATASETS.TEST / --dataset given here
+  python tools/eval_coco.py --exported exported/x50 OUTPUT_DIR out/eval_onnx
 
 Results: OUTPUT_DIR/coco_eval.json (and detectron2's coco_instances_results.json per dataset).
 """
@@ -18,25 +21,34 @@ import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det import add_resnext_config, add_two_stage_config
 from resnext_det.atomic_files import atomic_write_json
+from resnext_det.data.coco import check_dataset_files
+from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_datasets, register_demo_datasets
+from resnext_det.deploy import evaluate_predictor, load, read_meta
 from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
 from resnext_det.engine.cli import (
     add_dataset_argument,
+    check_device,
     exit_on_user_error,
     preflight,
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.defaults import merge_config
 from resnext_det.engine.drawing import draw_detections, image_files, two_stage_predictor
 from resnext_det.engine.stages import results_by_dataset
+from resnext_det.errors import ConfigError
 
+from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 
 def parse_args(argv=None):
     parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
-    parser.add_argument("--proposals", required=True, help="stage 1's output directory")
+    parser.add_argument("--proposals", default="", help="stage 1's output directory (with --config-file)")
+    parser.add_argument("--exported", default="", help="evaluate this exported model's folder instead")
     parser.add_argument("--images", default="", help="draw detections on the images of this folder")
     parser.add_argument("--output", default="", help="folder for the drawn images (with --images)")
     parser.add_argument("--score-threshold", type=float, default=0.5, help="drawn detections' minimum score")
@@ -49,6 +61,64 @@ def _nan_to_none(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def check_model_arguments(args) -> None:
+    if bool(args.exported) == bool(args.proposals):
+        raise ConfigError(
+            "give --proposals (stage 1's OUTPUT_DIR, with the Fast R-CNN's --config-file) or --exported "
+            "(a tools/export_model.py folder), not both"
+            if args.exported
+            else "--proposals is required (stage 1's OUTPUT_DIR), unless --exported names an exported model"
+        )
+    if args.exported and args.images:
+        raise ConfigError(
+            "--images draws the PyTorch pair's detections; for an exported model use tools/predict.py"
+        )
+
+
+def exported_cfg(args):
+    """DATASETS.TEST recorded in the export's meta.json, then --config-file and overrides."""
+    meta = read_meta(args.exported)
+    cfg = get_cfg()
+    add_resnext_config(cfg)
+    add_two_stage_config(cfg)
+    cfg.DATASETS.TEST = tuple(meta.get("datasets_test") or ())
+    cfg.MODEL.DEVICE = meta.get("device", "cpu")  # where it was exported (a .pt2 runs only there)
+    merge_config(cfg, args.config_file, args.opts)
+    if any(name in DEMO_SPLITS for name in cfg.DATASETS.TEST):
+        register_demo_datasets()
+    if not cfg.DATASETS.TEST:
+        raise ConfigError(
+            f"{args.exported}/meta.json records no DATASETS.TEST: name one (DATASETS.TEST \"('NAME',)\")"
+        )
+    cfg.DATASETS.TRAIN = ()
+    cfg.freeze()
+    prepare_demo_datasets(cfg)
+    check_dataset_files(cfg)
+    return cfg, meta
+
+
+def evaluate_exported(args) -> dict:
+    cfg, meta = exported_cfg(args)
+    check_device(cfg.MODEL.DEVICE)
+    predictor = load(args.exported, device=cfg.MODEL.DEVICE)
+    results = {}
+    for name in cfg.DATASETS.TEST:
+        results[name] = evaluate_predictor(predictor, name, Path(cfg.OUTPUT_DIR, "inference", name))
+    report(cfg, results, f"exported {meta['format']} model {args.exported}")
+    return results
+
+
+def report(cfg, results: dict, what: str = "") -> None:
+    # strict JSON: a metric that cannot be computed (no objects of that size) is null, not NaN
+    atomic_write_json(Path(cfg.OUTPUT_DIR, "coco_eval.json"), _nan_to_none(results))
+    for name, r in results.items():
+        box = r["bbox"]
+        print(
+            f"{name}: AP {box['AP']:.1f}  AP50 {box['AP50']:.1f}  AP75 {box['AP75']:.1f}  "
+            f"APs {box['APs']:.1f}  APm {box['APm']:.1f}  APl {box['APl']:.1f}" + (f"  [{what}]" if what else "")
+        )
+
+
 def evaluate(args) -> dict:
     cfg = setup_cfg(
         args.config_file,
@@ -59,14 +129,7 @@ def evaluate(args) -> dict:
     _, results = train_stage(cfg, eval_only=True)
     results = results_by_dataset(cfg, results)
     if comm.is_main_process():
-        # strict JSON: a metric that cannot be computed (no objects of that size) is null, not NaN
-        atomic_write_json(Path(cfg.OUTPUT_DIR, "coco_eval.json"), _nan_to_none(results))
-        for name, r in results.items():
-            box = r["bbox"]
-            print(
-                f"{name}: AP {box['AP']:.1f}  AP50 {box['AP50']:.1f}  AP75 {box['AP75']:.1f}  "
-                f"APs {box['APs']:.1f}  APm {box['APm']:.1f}  APl {box['APl']:.1f}"
-            )
+        report(cfg, results)
     return results
 
 
@@ -87,9 +150,11 @@ def main(args):
 
 if __name__ == "__main__":
     args = parse_args()
-    if args.images:  # one process draws
+    with exit_on_user_error():
+        check_model_arguments(args)
+    if args.images or args.exported:  # one process draws, or runs the exported model
         with exit_on_user_error():
             register_datasets_from_args(args)
-            drawn = draw(args)
-        sys.exit(0 if drawn else 1)
+            done = draw(args) if args.images else evaluate_exported(args)
+        sys.exit(0 if done else 1)
     run_tool(main, args, preflight=lambda: preflight(args, args.proposals, test_only=True))

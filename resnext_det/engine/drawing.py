@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from PIL import Image
@@ -18,7 +19,16 @@ from ..errors import MissingFileError, ResNeXtDetError
 from .defaults import setup_cfg
 from .two_stage import TwoStagePredictor
 
-__all__ = ["IMAGE_SUFFIXES", "MIN_DRAWN_SIDE", "draw_detections", "image_files", "two_stage_predictor"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MIN_DRAWN_SIDE",
+    "category_ids",
+    "dataset_metadata",
+    "draw_detections",
+    "draw_instances",
+    "image_files",
+    "two_stage_predictor",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
@@ -40,6 +50,33 @@ def two_stage_predictor(rpn_dir: str | Path, fast_rcnn_cfg) -> TwoStagePredictor
     return TwoStagePredictor(rpn_cfg, fast_rcnn_cfg)
 
 
+def dataset_metadata(dataset: str | None):
+    """``MetadataCatalog.get(dataset)`` with its class names and category ids loaded (a COCO-json
+    dataset sets them when first read); None without a dataset or for an unregistered name."""
+    if not dataset or dataset not in DatasetCatalog.list():
+        return None
+    metadata = MetadataCatalog.get(dataset)
+    if not hasattr(metadata, "thing_classes") or not hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
+        DatasetCatalog.get(dataset)
+    return metadata
+
+
+def category_ids(metadata) -> list[int] | None:
+    """The dataset's category id of each class index (COCO json ids), or None if it has none."""
+    to_contiguous = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+    return sorted(to_contiguous, key=to_contiguous.get) if to_contiguous else None
+
+
+def draw_instances(image_bgr, instances, metadata=None) -> np.ndarray:
+    """``instances`` drawn on the image with detectron2's ``Visualizer``, as RGB; a small image is
+    enlarged first (``MIN_DRAWN_SIDE``) so that its labels stay legible."""
+    from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
+
+    scale = max(1.0, MIN_DRAWN_SIDE / min(image_bgr.shape[:2]))
+    drawn = Visualizer(image_bgr[:, :, ::-1], metadata, scale=scale).draw_instance_predictions(instances)
+    return drawn.get_image()
+
+
 def image_files(folder: str | Path) -> list[Path]:
     """The images of ``folder`` (by suffix, sorted); an empty or missing folder is an error."""
     if not Path(folder).is_dir():
@@ -59,23 +96,15 @@ def draw_detections(
 ) -> list[Path]:
     """Draw each image's detections scoring at least ``score_threshold`` to ``output/<stem>.png``
     (class names from ``dataset``'s metadata) and write them all to ``output/detections.json``."""
-    from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
-
-    metadata = None
-    if dataset:  # class names; a COCO-json dataset sets them when first loaded
-        metadata = MetadataCatalog.get(dataset)
-        if not hasattr(metadata, "thing_classes"):
-            DatasetCatalog.get(dataset)
+    metadata = dataset_metadata(dataset)
     output.mkdir(parents=True, exist_ok=True)
     written, detections = [], {}
     for path in images:
         image = read_image(str(path), format="BGR")
         instances = predictor(image).to("cpu")
         instances = instances[instances.scores >= score_threshold]
-        scale = max(1.0, MIN_DRAWN_SIDE / min(image.shape[:2]))  # small images: readable labels
-        drawn = Visualizer(image[:, :, ::-1], metadata, scale=scale).draw_instance_predictions(instances)
         target = output / (path.stem + ".png")
-        Image.fromarray(drawn.get_image()).save(target)
+        Image.fromarray(draw_instances(image, instances, metadata)).save(target)
         written.append(target)
         detections[path.name] = [
             {

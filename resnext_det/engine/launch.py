@@ -40,13 +40,11 @@ def _free_local_port() -> int:
         return sock.getsockname()[1]
 
 
-def check_device(device: str) -> None:
-    """``MODEL.DEVICE`` must be usable here: ``cuda`` needs a GPU."""
+def check_device(device: str, name: str = "MODEL.DEVICE") -> None:
+    """``MODEL.DEVICE`` (or the flag ``name``) must be usable here: ``cuda`` needs a GPU."""
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"MODEL.DEVICE is {device!r} but this machine has no usable GPU; add `MODEL.DEVICE cpu` "
-            "to the command line"
-        )
+        fix = "add `MODEL.DEVICE cpu` to the command line" if name == "MODEL.DEVICE" else f"use {name} cpu"
+        raise ConfigError(f"{name} is {device!r} but this machine has no usable GPU; {fix}")
 
 
 def check_weights_file(weights: str) -> None:

@@ -2,22 +2,135 @@
 
 A Fast R-CNN trained on precomputed proposals (``PrecomputedProposals``) cannot run on an image
 alone. ``TwoStagePredictor`` resizes the image once, asks the RPN for proposals on that resized
-image, keeps the top ``DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST`` as the proposal files would,
-and hands both to the Fast R-CNN, whose detections come back in the original image's pixels.
+image the way stage 1 wrote the test proposal files (``PROPOSALS.TEST_PRE_NMS_TOPK`` /
+``TEST_POST_NMS_TOPK`` of its config), keeps the top ``DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST``
+as stage 2 read them, and hands both to the Fast R-CNN, whose detections come back in the
+original image's pixels.
+
+``load_stage_pair`` rebuilds both from the stages' output folders (their ``config.yaml`` and
+``model_final.pth``), with every check a pair must pass; ``resnext_det.deploy`` exports the same
+pair as one graph.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
-from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
-from ..errors import ConfigError
+from ..checkpoint.convert import describe_mismatches
+from ..checkpoint.safe_checkpointer import read_checkpoint_file
+from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..layers.frozen_bn import fold_frozen_batchnorm
+from .defaults import setup_cfg
 
-__all__ = ["TwoStagePredictor"]
+__all__ = [
+    "PAIRED_INPUT_KEYS",
+    "StagePair",
+    "TwoStagePredictor",
+    "build_trained_model",
+    "check_stage_pair",
+    "load_stage_pair",
+    "use_proposal_file_topk",
+]
+
+#: The ``INPUT`` keys both stages must agree on: they see the same resized image.
+PAIRED_INPUT_KEYS = ("FORMAT", "MIN_SIZE_TEST", "MAX_SIZE_TEST")
+
+
+def check_stage_pair(
+    rpn_cfg, fast_rcnn_cfg, rpn_name: str = "rpn_cfg", fast_rcnn_name: str = "fast_rcnn_cfg"
+) -> None:
+    """Stage 1 must be a ``ProposalNetwork``, stage 2 a ``PrecomputedProposals`` Fast R-CNN, and
+    both must see the same image (``PAIRED_INPUT_KEYS``); ``ConfigError`` naming what differs."""
+    if rpn_cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
+        raise ConfigError(
+            f"{rpn_name} must build a ProposalNetwork (stage 1), not {rpn_cfg.MODEL.META_ARCHITECTURE}"
+        )
+    if fast_rcnn_cfg.MODEL.PROPOSAL_GENERATOR.NAME != "PrecomputedProposals":
+        raise ConfigError(
+            f"{fast_rcnn_name} must use MODEL.PROPOSAL_GENERATOR.NAME PrecomputedProposals (stage 2), "
+            f"not {fast_rcnn_cfg.MODEL.PROPOSAL_GENERATOR.NAME}"
+        )
+    for key in PAIRED_INPUT_KEYS:
+        if rpn_cfg.INPUT[key] != fast_rcnn_cfg.INPUT[key]:
+            raise ConfigError(
+                f"INPUT.{key} differs between the RPN ({rpn_name}: {rpn_cfg.INPUT[key]}) and the Fast "
+                f"R-CNN ({fast_rcnn_name}: {fast_rcnn_cfg.INPUT[key]}): both stages must see the same image"
+            )
+
+
+def build_trained_model(cfg, source: str = "") -> torch.nn.Module:
+    """``build_model(cfg)`` in eval mode with ``cfg.MODEL.WEIGHTS`` loaded strictly: a checkpoint
+    whose tensors do not match the model key for key and shape for shape is a
+    ``WeightsMismatchError`` (detectron2 would only warn and leave those layers random). Empty
+    ``MODEL.WEIGHTS`` keeps the random initialisation."""
+    model = build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        checkpoint = read_checkpoint_file(cfg.MODEL.WEIGHTS)
+        weights = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise WeightsMismatchError(
+                f"{cfg.MODEL.WEIGHTS}: expected a detectron2 checkpoint (a 'model' state dict)"
+            )
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        # BN's step counter: written by a BN model, not part of the function (FrozenBN has none)
+        weights = {k: v for k, v in weights.items() if k in expected or not k.endswith("num_batches_tracked")}
+        problems = describe_mismatches(expected, {k: tuple(v.shape) for k, v in weights.items()})
+        if problems:
+            raise WeightsMismatchError(
+                f"{cfg.MODEL.WEIGHTS} does not fit the model of {source or 'its config'}: {problems}"
+            )
+        model.load_state_dict(weights, strict=True)
+    return model
+
+
+@dataclass(frozen=True)
+class StagePair:
+    """Both stages' configs, ``MODEL.WEIGHTS`` pointing at each folder's ``model_final.pth``."""
+
+    rpn_cfg: object
+    fast_rcnn_cfg: object
+    rpn_dir: Path
+    fast_rcnn_dir: Path
+
+
+def _stage_files(directory: Path, flag: str) -> tuple[Path, Path]:
+    if not directory.is_dir():
+        raise MissingFileError(f"{flag} {directory} is not a folder: expected a stage's OUTPUT_DIR")
+    files = directory / "config.yaml", directory / "model_final.pth"
+    for required in files:
+        if not required.is_file():
+            raise MissingFileError(
+                f"{required} not found: {flag} must be a finished stage's OUTPUT_DIR "
+                "(its config.yaml and model_final.pth)"
+            )
+    return files
+
+
+def load_stage_pair(
+    rpn_dir: str | Path, fast_rcnn_dir: str | Path, device: str = "cpu", opts: list[str] | None = None
+) -> StagePair:
+    """The two stages of ``rpn_dir`` and ``fast_rcnn_dir`` (``--rpn`` / ``--fast-rcnn``), checked
+    to form a pair. ``opts`` (``KEY VALUE`` overrides) apply to both configs."""
+    cfgs = []
+    for directory, flag in ((Path(rpn_dir), "--rpn"), (Path(fast_rcnn_dir), "--fast-rcnn")):
+        config, weights = _stage_files(directory, flag)
+        overrides = [*(opts or []), "MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", device]
+        cfgs.append(setup_cfg(str(config), overrides))
+    check_stage_pair(*cfgs, rpn_name=f"--rpn {rpn_dir}", fast_rcnn_name=f"--fast-rcnn {fast_rcnn_dir}")
+    return StagePair(cfgs[0], cfgs[1], Path(rpn_dir), Path(fast_rcnn_dir))
+
+
+def use_proposal_file_topk(rpn, rpn_cfg) -> None:
+    """Make the RPN's test-time top-k those stage 1 wrote the test proposal files with."""
+    generator = rpn.proposal_generator
+    generator.pre_nms_topk[False] = rpn_cfg.PROPOSALS.TEST_PRE_NMS_TOPK
+    generator.post_nms_topk[False] = rpn_cfg.PROPOSALS.TEST_POST_NMS_TOPK
 
 
 class TwoStagePredictor:
@@ -29,19 +142,10 @@ class TwoStagePredictor:
     """
 
     def __init__(self, rpn_cfg, fast_rcnn_cfg):
-        if rpn_cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
-            raise ConfigError(f"rpn_cfg must build a ProposalNetwork, not {rpn_cfg.MODEL.META_ARCHITECTURE}")
-        if fast_rcnn_cfg.MODEL.PROPOSAL_GENERATOR.NAME != "PrecomputedProposals":
-            raise ConfigError("fast_rcnn_cfg must use MODEL.PROPOSAL_GENERATOR.NAME PrecomputedProposals")
-        for key in ("FORMAT", "MIN_SIZE_TEST", "MAX_SIZE_TEST"):
-            if rpn_cfg.INPUT[key] != fast_rcnn_cfg.INPUT[key]:
-                raise ConfigError(
-                    f"INPUT.{key} differs between the RPN ({rpn_cfg.INPUT[key]}) and the Fast R-CNN "
-                    f"({fast_rcnn_cfg.INPUT[key]}): both stages must see the same image"
-                )
-        self.rpn, self.fast_rcnn = build_model(rpn_cfg).eval(), build_model(fast_rcnn_cfg).eval()
-        SafeDetectionCheckpointer(self.rpn).load(rpn_cfg.MODEL.WEIGHTS)
-        SafeDetectionCheckpointer(self.fast_rcnn).load(fast_rcnn_cfg.MODEL.WEIGHTS)
+        check_stage_pair(rpn_cfg, fast_rcnn_cfg)
+        self.rpn = build_trained_model(rpn_cfg, "the RPN's config")
+        self.fast_rcnn = build_trained_model(fast_rcnn_cfg, "the Fast R-CNN's config")
+        use_proposal_file_topk(self.rpn, rpn_cfg)
         for model, cfg in ((self.rpn, rpn_cfg), (self.fast_rcnn, fast_rcnn_cfg)):
             if cfg.TEST.FOLD_FROZEN_BN:
                 fold_frozen_batchnorm(model)
@@ -49,6 +153,14 @@ class TwoStagePredictor:
         self.resize = T.ResizeShortestEdge([test.MIN_SIZE_TEST, test.MIN_SIZE_TEST], test.MAX_SIZE_TEST)
         self.input_format = test.FORMAT
         self.topk = fast_rcnn_cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
+        #: where the class names come from: stage 2's test (else training) datasets
+        self.dataset_names = list(fast_rcnn_cfg.DATASETS.TEST) or list(fast_rcnn_cfg.DATASETS.TRAIN)
+
+    @classmethod
+    def from_stage_dirs(cls, rpn_dir, fast_rcnn_dir, device: str = "cpu") -> TwoStagePredictor:
+        """The trained pair of two stage output folders (``load_stage_pair``)."""
+        pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device)
+        return cls(pair.rpn_cfg, pair.fast_rcnn_cfg)
 
     @torch.no_grad()
     def __call__(self, image_bgr: np.ndarray):
@@ -56,7 +168,9 @@ class TwoStagePredictor:
         image = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         height, width = image.shape[:2]
         resized = self.resize.get_transform(image).apply_image(image)
-        tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)).astype("float32"))
+        device = self.fast_rcnn.device
+        chw = np.ascontiguousarray(resized.transpose(2, 0, 1)).astype("float32")
+        tensor = torch.as_tensor(chw, device=device)
         rh, rw = resized.shape[:2]
         # height/width = the resized size: proposals stay in the coordinates the Fast R-CNN sees
         proposals = self.rpn([{"image": tensor, "height": rh, "width": rw}])[0]["proposals"]

@@ -52,7 +52,15 @@ def folded_weight_and_bias(conv: Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def conv_with_frozen_bn(conv: Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """What detectron2's ``conv(x)`` computes, with a ``FrozenBatchNorm2d`` norm folded on the fly."""
+    """What detectron2's ``conv(x)`` computes, with a ``FrozenBatchNorm2d`` norm folded on the fly.
+
+    Without a norm (folded for inference) it is the plain convolution: detectron2's
+    ``Conv2d.forward`` would only add its empty-batch check, a branch on ``x.numel()`` that
+    ``torch.export`` cannot trace when the batch is the RoI count.
+    """
+    if conv.norm is None:
+        x = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return x if conv.activation is None else conv.activation(x)
     if not isinstance(conv.norm, FrozenBatchNorm2d):
         return Conv2d.forward(conv, x)
     weight, bias = folded_weight_and_bias(conv)

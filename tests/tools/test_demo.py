@@ -25,10 +25,18 @@ MEASURED_AP50 = 64.5
 MIN_AP50 = 45.0
 
 
-def test_quick_demo_pipeline(tmp_path):
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """The quick demo, run once as README command 1 runs it: (its folder, env, command, result)."""
+    tmp_path = tmp_path_factory.mktemp("quick_demo")
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
     command = [sys.executable, "tools/demo.py", "--quick", "--output-dir", str(tmp_path / "demo")]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500, env=env)
+    return tmp_path, env, command, first
+
+
+def test_quick_demo_pipeline(quick_demo):
+    tmp_path, env, command, first = quick_demo
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert results["variant"] == "quick"
@@ -41,16 +49,59 @@ def test_quick_demo_pipeline(tmp_path):
         "stage 2: Fast R-CNN on the proposals",
         "COCO evaluation on the held-out val split",
         "detections drawn on the val images",
+        "export both stages as one ONNX model",
+        "COCO evaluation of the exported model (ONNX Runtime)",
     }
+    # the exported model (one ONNX graph, run by ONNX Runtime) scores what the PyTorch pair does
+    assert abs(results["exported_onnx_bbox"]["AP"] - results["bbox"]["AP"]) <= 0.1
+    assert abs(results["exported_onnx_bbox"]["AP50"] - results["bbox"]["AP50"]) <= 0.1
     pictures = sorted((tmp_path / "demo" / "vis").glob("*.png"))
     assert len(pictures) == 40 and (tmp_path / "demo" / "demo_detections.png").is_file()
     # a re-run keeps every finished stage and reports the same numbers
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count(": kept ") == 6
+    assert again.stdout.count(": kept ") == 8
     rerun = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert rerun["bbox"] == results["bbox"] and rerun["seconds"] == {}
     # the full demo does not silently keep the quick variant's stages
     full = [sys.executable, "tools/demo.py", "--output-dir", str(tmp_path / "demo")]
     mixed = subprocess.run(full, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert mixed.returncode != 0 and "holds the 'quick' demo" in mixed.stderr
+
+
+def run_tool(*args, env) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(quick_demo):
+    """README's export commands on the demo's trained stages: AP within 0.1 of the PyTorch pair
+    for both formats, and per image the same detections to 1e-2 px."""
+    tmp_path, env, _, first = quick_demo
+    assert first.returncode == 0, first.stderr[-3000:]
+    demo = tmp_path / "demo"
+    stages = ["--rpn", str(demo / "rpn"), "--fast-rcnn", str(demo / "fast_rcnn")]
+    run_tool("tools/export_model.py", *stages, "--format", "pt2", "--output", str(tmp_path / "pt2"), env=env)
+    exported_eval = ["--exported", str(tmp_path / "pt2"), "OUTPUT_DIR", str(tmp_path / "eval_pt2")]
+    run_tool("tools/eval_coco.py", *exported_eval, env=env)
+    pytorch = json.loads((demo / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    for folder in (demo / "eval_exported", tmp_path / "eval_pt2"):
+        exported = json.loads((folder / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+        assert abs(exported["AP"] - pytorch["AP"]) <= 0.1 and abs(exported["AP50"] - pytorch["AP50"]) <= 0.1
+    val = tmp_path / "datasets" / "resnext_demo" / "val"
+    detections = {}
+    for name, model in (("pytorch", stages), ("onnx", ["--model", str(demo / "exported")]),
+                        ("pt2", ["--model", str(tmp_path / "pt2")])):  # fmt: skip
+        out = tmp_path / f"predict_{name}"
+        run_tool("tools/predict.py", *model, "--input", str(val), "--output", str(out),
+                 "--score-threshold", "0", "--no-progress", env=env)  # fmt: skip
+        detections[name] = json.loads((out / "detections.json").read_text())
+    assert len(detections["pytorch"]) > 40 * 3  # 40 images, several detections each
+    for name in ("onnx", "pt2"):
+        assert len(detections[name]) == len(detections["pytorch"]), name
+        for ours, theirs in zip(detections[name], detections["pytorch"], strict=True):
+            assert (ours["file_name"], ours["category_id"]) == (theirs["file_name"], theirs["category_id"])
+            # detections.json rounds to 0.01 px: 1e-2 px of agreement shows as at most 0.011
+            assert max(abs(a - b) for a, b in zip(ours["bbox"], theirs["bbox"], strict=True)) <= 0.011, name

@@ -1,0 +1,260 @@
+"""Export a trained RPN + Fast R-CNN pair as one model: ONNX (for ONNX Runtime) or a
+``torch.export`` program compiled by AOTInductor (``.pt2``, loadable from Python and C++).
+
+``export_stage_pair`` is what ``tools/export_model.py`` runs: load and check the pair, build
+``TwoStageGraph``, trace it once with a symbolic image height and width (so the exported model
+takes any image size), write the model file, run it on an example image against the eager graph,
+and record what a user of the file needs in ``meta.json`` beside it. The folder is written under
+a temporary name and renamed when complete, so a failed export leaves nothing behind and an
+existing folder is replaced only with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic_files import atomic_write_json
+from ..config import resnext_template_from_cfg
+from ..engine.drawing import category_ids, dataset_metadata
+from ..engine.two_stage import StagePair, build_trained_model, load_stage_pair, use_proposal_file_topk
+from ..errors import ExportError, OutputDirError
+from .graph import TwoStageGraph
+from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, OUTPUT_NAMES, file_sha256, load
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "MAX_SIDE",
+    "MIN_SIDE",
+    "ONNX_OPSET",
+    "build_graph",
+    "export_stage_pair",
+    "trace_graph",
+    "write_onnx",
+    "write_pt2",
+]
+
+EXPORT_FORMATS = tuple(MODEL_FILES)
+#: ONNX opset: 18 is the first with ``Resize(antialias=1)``, which the test-size resize needs.
+ONNX_OPSET = 18
+#: The exported models take images with sides in this range (pixels).
+MIN_SIDE, MAX_SIDE = 32, 8192
+
+#: How the exporters name an operator: ``OpOverload(op='aten.foo'`` or ``torch.ops.aten.foo``.
+_OPERATOR = re.compile(r"OpOverload\(op='([\w.]+)'|target=torch\.ops\.([\w.]+)|\b(aten\.\w+)")
+
+
+def build_graph(pair: StagePair) -> TwoStageGraph:
+    """Both trained models (strictly loaded) as one ``TwoStageGraph``, FrozenBN folded."""
+    rpn = build_trained_model(pair.rpn_cfg, f"--rpn {pair.rpn_dir}")
+    fast_rcnn = build_trained_model(pair.fast_rcnn_cfg, f"--fast-rcnn {pair.fast_rcnn_dir}")
+    use_proposal_file_topk(rpn, pair.rpn_cfg)
+    test = pair.fast_rcnn_cfg.INPUT
+    return TwoStageGraph(
+        rpn,
+        fast_rcnn,
+        input_format=test.FORMAT,
+        min_size=test.MIN_SIZE_TEST,
+        max_size=test.MAX_SIZE_TEST,
+        proposal_topk=pair.fast_rcnn_cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST,
+    )
+
+
+def example_image(min_size: int, seed: int = 0) -> torch.Tensor:
+    """A fixed noise image at the test size (4:3), to trace and verify with; resizing it is the
+    identity, so every backend sees the same pixels."""
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, size=(min_size, min_size * 4 // 3, 3), dtype=np.uint8))
+
+
+def _unsupported(error: Exception, what: str) -> ExportError:
+    """The exporter's error as one paragraph naming the operator (from anywhere in the chain of
+    causes, where torch.onnx puts it) that has no translation."""
+    texts, cause = [], error
+    while cause is not None and len(texts) < 10:
+        texts.append(" ".join(str(cause).split()))
+        cause = cause.__cause__ or cause.__context__
+    operators = [next(g for g in m.groups() if g) for t in reversed(texts) for m in _OPERATOR.finditer(t)]
+    named = f"operator {operators[0]}" if operators else "an operation of the model"
+    detail = re.sub(r"\x1b\[[0-9;]*m", "", texts[-1])[:300]
+    return ExportError(f"{what}: {named} cannot be exported ({detail})")
+
+
+def trace_graph(graph: TwoStageGraph, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` with the image's height and width symbolic (``MIN_SIDE``..``MAX_SIDE``)."""
+    height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
+    width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
+    try:
+        with torch.no_grad():
+            return torch.export.export(
+                graph, (example,), dynamic_shapes=({0: height, 1: width},), strict=False
+            )
+    except Exception as e:  # torch.export's errors have many types; all mean "cannot trace this"
+        raise _unsupported(e, "torch.export") from e
+
+
+def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
+    """``torch.onnx.export`` (the torch.export-based exporter) at ``ONNX_OPSET``, checked by ``onnx``."""
+    import onnx
+
+    height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
+    width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(
+                graph,
+                (example,),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                dynamic_shapes=({0: height, 1: width},),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                verbose=False,
+            )
+    except Exception as e:
+        raise _unsupported(e, "torch.onnx.export") from e
+    program.save(str(path))
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def write_pt2(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
+    """``torch.export``, then AOTInductor compiles it into a ``.pt2`` package for this device."""
+    program = trace_graph(graph, example)
+    try:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+    except Exception as e:
+        raise _unsupported(e, "AOTInductor") from e
+    return path
+
+
+def _metadata(pair: StagePair, graph: TwoStageGraph, fmt: str, model_file: Path) -> dict:
+    frcn = pair.fast_rcnn_cfg
+    datasets = list(frcn.DATASETS.TEST) or list(frcn.DATASETS.TRAIN)
+    metadata = dataset_metadata(datasets[0] if datasets else None)
+    classes = list(
+        getattr(metadata, "thing_classes", None) or [f"class_{i}" for i in range(graph.num_classes)]
+    )
+    return {
+        "format": fmt,
+        "model_file": model_file.name,
+        "model_sha256": file_sha256(model_file),
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "uint8",
+            "shape": "(height, width, 3)",
+            "channels": "BGR (as cv2.imread reads it)",
+            "min_side": MIN_SIDE,
+            "max_side": MAX_SIDE,
+        },
+        "outputs": {
+            "boxes": "(N, 4) float32: x1, y1, x2, y2 in the input image's pixels",
+            "scores": "(N,) float32, best first",
+            "classes": "(N,) int64, indices into classes",
+        },
+        "model_input_format": frcn.INPUT.FORMAT,
+        "test_size": {"min": frcn.INPUT.MIN_SIZE_TEST, "max": frcn.INPUT.MAX_SIZE_TEST},
+        "score_threshold": graph.score_thresh,
+        "nms_threshold": graph.nms_thresh,
+        "detections_per_image": graph.detections_per_image,
+        "proposals": {
+            "pre_nms_topk": graph.pre_nms_topk,
+            "post_nms_topk": graph.post_nms_topk,
+            "nms_threshold": graph.rpn_nms_thresh,
+        },
+        "classes": classes,
+        "category_ids": category_ids(metadata),
+        "datasets_test": list(frcn.DATASETS.TEST),
+        "template": {
+            "rpn": resnext_template_from_cfg(pair.rpn_cfg),
+            "fast_rcnn": resnext_template_from_cfg(frcn),
+        },
+        "opset": ONNX_OPSET if fmt == "onnx" else None,
+        "device": frcn.MODEL.DEVICE,
+        "sources": {
+            stage: {
+                "dir": str(Path(directory).resolve()),
+                "weights": str(Path(cfg.MODEL.WEIGHTS).resolve()),
+                "sha256": file_sha256(cfg.MODEL.WEIGHTS),
+            }
+            for stage, cfg, directory in (
+                ("rpn", pair.rpn_cfg, pair.rpn_dir),
+                ("fast_rcnn", frcn, pair.fast_rcnn_dir),
+            )
+        },
+        "versions": {"torch": torch.__version__, **_library_versions(fmt)},
+    }
+
+
+def _library_versions(fmt: str) -> dict:
+    if fmt != "onnx":
+        return {}
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _verify(graph: TwoStageGraph, folder: Path, example: torch.Tensor, device: str) -> dict:
+    """Run the written model on ``example`` and compare with the eager graph."""
+    with torch.no_grad():
+        expected = [t.cpu().numpy() for t in graph(example.to(device))]
+    got = load(folder, device=device).run(example.numpy())
+    if [len(t) for t in got] != [len(t) for t in expected] or not np.array_equal(got[2], expected[2]):
+        raise ExportError(
+            f"the exported model in {folder} disagrees with the PyTorch model on the example image: "
+            f"{len(got[0])} detections vs {len(expected[0])}"
+        )
+    difference = float(np.abs(got[0] - expected[0]).max()) if len(got[0]) else 0.0
+    return {
+        "image_size": list(example.shape[:2]),
+        "detections": len(got[0]),
+        "max_box_difference_px": difference,
+    }
+
+
+def export_stage_pair(
+    rpn_dir: str | Path,
+    fast_rcnn_dir: str | Path,
+    output: str | Path,
+    fmt: str = "onnx",
+    *,
+    overwrite: bool = False,
+    device: str = "cpu",
+    opts: list[str] | None = None,
+) -> Path:
+    """Export the pair of stage folders to ``output/`` (``model.onnx`` or ``model.pt2``, and
+    ``meta.json``); returns ``output``. See the module docstring."""
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise OutputDirError(
+            f"--output {output} exists; pass --overwrite to replace it (nothing was written)"
+        )
+    pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device, opts)
+    graph = build_graph(pair).to(device)
+    example = example_image(graph.min_size)
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        model_file = partial / MODEL_FILES[fmt]
+        (write_onnx if fmt == "onnx" else write_pt2)(graph, example.to(device), model_file)
+        meta = _metadata(pair, graph, fmt, model_file)
+        atomic_write_json(partial / META_FILE, meta)
+        meta["verified"] = _verify(graph, partial, example, device)
+        atomic_write_json(partial / META_FILE, meta)
+        if output.is_dir():
+            shutil.rmtree(output)
+        elif output.exists():
+            output.unlink()
+        os.replace(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return output
