@@ -3,6 +3,7 @@
 
   python benchmarks/speed.py                 # the README's table, about 13 minutes on 2 cores
   python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
+  python benchmarks/speed.py --only deploy   # exported-model rows only, about 5 minutes
   python benchmarks/speed.py --device cuda --only detectors,memory   # some groups, on a GPU
 
 One process, threads fixed (``--threads``), every group of models timed interleaved (A B C A B C
@@ -23,10 +24,14 @@ the same round), with their range, which is steadier on a shared machine than a 
    channels_last, and bf16 autocast + channels_last;
 4. the block forms of Fig. 3, (a) aggregated, (b) concatenated, (c) grouped, at conv2 and conv4
    sizes, forward+backward;
-5. achieved FLOP/s: fvcore's multiply-add count of the forward (x3 for forward+backward, the
-   usual estimate) over the time, and that as a fraction of this machine's measured fp32 matmul
-   peak (multiply-adds per second of a 2048x2048 ``torch.mm``);
-6. peak memory of one training iteration: in a fresh process per model, the peak RSS while it
+5. deploy (``--only deploy``, ``benchmarks/deploy_speed.py``): the two-stage detector from image
+   to detections by backend (detectron2 eager, ours eager, ``.pt2``, ONNX Runtime) on the same
+   image and RoI count, and classification inference the same way;
+6. achieved multiply-adds per second: fvcore's count of the forward (x3 for forward+backward,
+   the usual estimate) over the time, and that as a fraction of this machine's ceiling, its best
+   fp32 1x1 convolution in channels_last (``timing.conv1x1_ceiling``; a ``torch.mm`` is not
+   what the convolutions can reach);
+7. peak memory of one training iteration: in a fresh process per model, the peak RSS while it
    builds the model and runs one iteration, above its RSS after the imports (on a GPU:
    ``torch.cuda.max_memory_allocated``).
 
@@ -34,7 +39,8 @@ the same round), with their range, which is steadier on a shared machine than a 
 ``torch.cuda.synchronize()`` (kernels are asynchronous, so a timer alone measures the launch), bf16
 autocast runs on the GPU, and the matmul peak is the GPU's.
 
-Writes ``speed.md`` (the README's table), ``speed.json`` and ``speed_ratios.png`` to ``--output``.
+Writes ``speed.md`` (the README's table), ``speed.json`` and ``speed_ratios.png`` to ``--output``;
+with ``--only``, ``speed_<groups>.*`` (e.g. ``speed_deploy.md``), so the full table is kept.
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +57,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # timing.py, deploy_speed.py beside this file
 
 import resnext_det  # noqa: E402,F401  (prepares detectron2; must come first)
 from resnext_det import get_config_file, resnet50, resnext50_32x4d  # noqa: E402
@@ -65,7 +71,7 @@ from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import build_backbone, build_model  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
-from fvcore.nn import FlopCountAnalysis  # noqa: E402
+from timing import conv1x1_ceiling, forward_macs, interleaved, matmul_peak, row, synchronize  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -191,41 +197,6 @@ def sgd(model):
     return torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
 
 
-# ------------------------------------------------------------------------------ timing
-def synchronize(device: str) -> None:
-    """Wait for the device's queued kernels: a GPU call returns before its work is done."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def interleaved(cases: dict, reps: int, device: str = "cpu") -> dict[str, list[float]]:
-    """Seconds per call of each case in each repetition, timed A B C A B C ... after a warm-up round."""
-    for fn in cases.values():
-        fn()
-    times = {name: [] for name in cases}
-    for _ in range(reps):
-        for name, fn in cases.items():
-            synchronize(device)
-            start = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
-    """fp32 multiply-adds per second of an n x n x n matmul on this device and thread count."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    seconds = statistics.median(interleaved({"mm": lambda: torch.mm(a, b)}, reps, device)["mm"])
-    return n**3 / seconds
-
-
-def forward_macs(model, inputs) -> float:
-    analysis = FlopCountAnalysis(model, inputs)
-    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-    return float(analysis.total())
-
-
 # ------------------------------------------------------------------------------ benchmarks
 def bench_backbones(args, rows, peak):
     height, width = args.det_size
@@ -305,12 +276,13 @@ def bench_classification(args, rows, peak):
             train_cases[name], infer_cases[name] = classification_steps(model, x, labels, dtype)
         train = interleaved(train_cases, reps, args.device)
         infer = interleaved(infer_cases, reps, args.device)
+        ceiling = args.bf16_peak if dtype is torch.bfloat16 else peak
         for name in models:
             label = f"ours {name}, {mode}"
             rows.append(row("3. classification training step", label, train[name], train["R50"],
-                            args.cls_batch, 3 * macs[name], peak, size))  # fmt: skip
+                            args.cls_batch, 3 * macs[name], ceiling, size))  # fmt: skip
             rows.append(row("3. classification inference", label, infer[name], infer["R50"],
-                            args.cls_batch, macs[name], peak, size))  # fmt: skip
+                            args.cls_batch, macs[name], ceiling, size))  # fmt: skip
 
 
 def classification_steps(model, images, labels, dtype):
@@ -367,28 +339,6 @@ def forward_backward(module, x):
     return lambda: module(x).sum().backward()
 
 
-def row(group, label, times, reference_times, images, macs, peak, size) -> dict:
-    """One table row: median seconds, and the median and range of the ratios to the reference
-    measured in the same repetition (``times is reference_times`` marks the reference row)."""
-    seconds = statistics.median(times)
-    ratios = [t / ref for t, ref in zip(times, reference_times, strict=True)]
-    achieved = macs / seconds if macs else None
-    return {
-        "group": group,
-        "model": label,
-        "size": size,
-        "reference": times is reference_times,
-        "seconds": seconds,
-        "all_seconds": times,
-        "images_per_s": images / seconds,
-        "ratio": statistics.median(ratios),
-        "ratio_range": [min(ratios), max(ratios)],
-        "gmacs": macs / 1e9 if macs else None,
-        "gmac_per_s": achieved / 1e9 if achieved else None,
-        "fraction_of_peak": achieved / peak if achieved else None,
-    }
-
-
 # ------------------------------------------------------------------------------ memory
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -439,8 +389,10 @@ def markdown(result: dict) -> str:
     gpu = f"GPU {env['gpu']}, " if env.get("gpu") else ""
     lines = [
         f"{env['date']}, torch {env['torch']}, {gpu}{env['threads']} threads on {env['cores']} cores "
-        f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}); fp32 matmul peak "
-        f"{env['peak_gmac_per_s']:.1f} GMAC/s. {env['reps']} interleaved repetitions after a warm-up "
+        f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}); \"of peak\" is of the best fp32 1x1 "
+        f"convolution in channels_last, {env['peak_gmac_per_s']:.1f} GMAC/s (bf16 rows: the bf16 one, "
+        f"{env['bf16_peak_gmac_per_s']:.1f}; a 2048³ fp32 matmul: {env['matmul_gmac_per_s']:.1f}). "
+        f"{env['reps']} interleaved repetitions after a warm-up "
         f"({env['bf16_reps']} for bf16): median seconds; ratio = median over the repetitions of the time "
         "over the group's (ref) row timed in the same repetition, with the lowest and highest in brackets.",
         "",
@@ -509,13 +461,21 @@ def main(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     on_gpu = torch.device(args.device).type == "cuda"
-    peak = matmul_peak(args.device, 512 if args.quick else 2048)
+    matmul = matmul_peak(args.device, 512 if args.quick else 2048)
+    ceiling = {"batch": 1 if args.quick else 8, "reps": 2 if args.quick else 5}
+    peak = conv1x1_ceiling(args.device, **ceiling)
+    args.bf16_peak = conv1x1_ceiling(args.device, **ceiling, dtype=torch.bfloat16)
     rows: list[dict] = []
     for group in args.only:
         if group == "memory":
             continue
         start = time.perf_counter()
-        GROUPS[group](args, rows, peak)
+        if group == "deploy":
+            from deploy_speed import bench_deploy
+
+            bench_deploy(args, rows, peak)
+        else:
+            GROUPS[group](args, rows, peak)
         print(f"{group}: {time.perf_counter() - start:.0f} s", flush=True)
     native_bf16 = torch.cuda.is_bf16_supported() if on_gpu else torch.ops.mkldnn._is_mkldnn_bf16_supported()
     result = {
@@ -525,7 +485,9 @@ def main(args) -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": bool(native_bf16),
             "gpu": torch.cuda.get_device_name(args.device) if on_gpu else None,
-            "peak_gmac_per_s": peak / 1e9, "reps": args.reps, "bf16_reps": args.bf16_reps,
+            "peak_gmac_per_s": peak / 1e9, "bf16_peak_gmac_per_s": args.bf16_peak / 1e9,
+            "matmul_gmac_per_s": matmul / 1e9,
+            "reps": args.reps, "bf16_reps": args.bf16_reps,
             "quick": args.quick, "groups": args.only,
         },
         "rows": rows,
@@ -534,6 +496,8 @@ def main(args) -> dict:
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     suffix = ("_quick" if args.quick else "") + ("_" + torch.device(args.device).type if on_gpu else "")
+    if set(args.only) != set(GROUPS):  # a few groups: beside the full table, never over it
+        suffix += "_" + "-".join(args.only)
     (output / f"speed{suffix}.json").write_text(json.dumps(result, indent=1))
     (output / f"speed{suffix}.md").write_text(markdown(result))
     if rows:
@@ -548,6 +512,7 @@ GROUPS = {
     "detectors": bench_detectors,
     "classification": bench_classification,
     "block_forms": bench_block_forms,
+    "deploy": None,  # deploy_speed.bench_deploy, imported when run (it needs onnx and onnxruntime)
     "memory": None,
 }
 

@@ -34,10 +34,14 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(tmp_path):
         "3. classification inference": 6,
         "4. Fig. 3 block forms at conv2, forward+backward": 3,
         "4. Fig. 3 block forms at conv4, forward+backward": 3,
+        # --quick leaves out the compiled classification rows (compile time only)
+        "5. deploy: RPN + Fast R-CNN, image to detections": 5,
+        "5. deploy: classification inference": 3,
     }
     # every group is compared with one reference, timed in the same repetitions
     references = [r for r in rows if r["reference"]]
-    assert len(references) == 1 + 2 + 3 * 2 + 2  # classification: one per precision, training and inference
+    # classification: one per precision, training and inference; deploy: detection and classification
+    assert len(references) == 1 + 2 + 3 * 2 + 2 + 2
     for r in rows:
         assert r["seconds"] > 0 and len(r["all_seconds"]) == 1
         low, high = r["ratio_range"]
@@ -52,6 +56,13 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(tmp_path):
     ours, theirs = (by_model[(backbone, m)]["gmacs"] for m in ("ours X50 (32x4d)", "detectron2 X50 (32x4d)"))
     assert theirs * 0.99 < ours < theirs
     assert 0 < by_model[(backbone, "ours X50 (32x4d)")]["fraction_of_peak"]
+    deploy = {r["model"]: r for r in rows if r["group"].startswith("5. deploy: RPN")}
+    assert deploy["detectron2 X50 pair, eager"]["reference"]
+    assert {"ours .pt2 (torch.export + AOTInductor)", "ours ONNX Runtime (opset 18)"} <= set(deploy)
+    assert len({r["size"] for r in deploy.values()}) == 1  # the same image and RoI count for all
+    # "of peak" is against the 1x1-convolution ceiling, which no whole network exceeds
+    assert all(r["fraction_of_peak"] < 1 for r in rows if r["fraction_of_peak"])
+    assert result["environment"]["peak_gmac_per_s"] > 0 and result["environment"]["matmul_gmac_per_s"] > 0
     assert set(result["peak_memory_mib"]) == {"ours_x50", "d2_x50", "ours_r50"}
     assert all(mib > 10 for mib in result["peak_memory_mib"].values())
 

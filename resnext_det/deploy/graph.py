@@ -5,7 +5,7 @@ What ``TwoStagePredictor`` does in Python around two detectron2 models happens h
 ``forward``, so that the exported graph needs nothing else:
 
 1. the uint8 BGR image is resized to the test size (``ResizeShortestEdge``'s size rule; bilinear
-   with antialiasing on uint8, which is what PIL computes for detectron2's test mapper),
+   with antialiasing on uint8, which gives PIL's pixels, what detectron2's test mapper feeds),
    reordered to the models' channel order and normalised by each stage's own mean/std;
 2. the RPN (its own stem..res4, no sharing with stage 2) scores the anchors, keeps the top
    ``pre_nms_topk``, decodes and clips them, drops empty boxes, runs NMS and keeps
@@ -153,8 +153,13 @@ class TwoStageGraph(nn.Module):
         image = image_bgr.permute(2, 0, 1).unsqueeze(0)
         if self.flip_channels:
             image = image.flip(1)
-        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-        return image.float()
+        if image.device.type == "cpu":
+            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+            return image.float()
+        # CUDA's antialiased kernel takes floats only: resize, then round as a uint8 image would be
+        # (about 1 pixel value in 5 then differs by one level from PIL's; fixed at export time)
+        image = F.interpolate(image.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+        return image.add_(0.5).floor_().clamp_(0, 255)
 
     def proposals(self, image: torch.Tensor) -> torch.Tensor:
         """Stage 1 on the resized image: (P, 4) proposal boxes, best first."""

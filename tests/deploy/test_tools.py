@@ -181,3 +181,19 @@ def test_the_readme_lists_every_case():
     rows = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
     missing = [name for name, _, _ in CASES if name not in rows]
     assert not missing, f"README troubleshooting table lacks rows for {missing}"
+
+
+def test_eval_of_an_export_on_its_recorded_dataset_and_on_a_dataset_flag(onnx_dir, demo_root, tmp_path):
+    recorded = run("tools/eval_coco.py", "--exported", str(onnx_dir), "OUTPUT_DIR", str(tmp_path / "a"),
+                   datasets=demo_root.parent)  # fmt: skip
+    assert recorded.returncode == 0, recorded.stderr[-3000:]
+    by_flag = run("tools/eval_coco.py", "--exported", str(onnx_dir),
+                  "--dataset", "mine", str(demo_root / "annotations" / "val.json"), str(demo_root / "val"),
+                  "DATASETS.TEST", "('mine',)", "OUTPUT_DIR", str(tmp_path / "b"))  # fmt: skip
+    assert by_flag.returncode == 0, by_flag.stderr[-3000:]
+    a = json.loads((tmp_path / "a" / "coco_eval.json").read_text())
+    b = json.loads((tmp_path / "b" / "coco_eval.json").read_text())
+    assert list(a) == ["resnext_demo_val"] and list(b) == ["mine"]
+    assert a["resnext_demo_val"]["bbox"] == b["mine"]["bbox"]  # the same images and annotations
+    assert "[exported onnx model" in recorded.stdout
+    assert (tmp_path / "a" / "inference" / "resnext_demo_val" / "coco_instances_results.json").is_file()
