@@ -113,9 +113,10 @@ def report(cfg, results: dict, what: str = "") -> None:
     atomic_write_json(Path(cfg.OUTPUT_DIR, "coco_eval.json"), _nan_to_none(results))
     for name, r in results.items():
         box = r["bbox"]
+        source = f"  [{what}]" if what else ""
         print(
             f"{name}: AP {box['AP']:.1f}  AP50 {box['AP50']:.1f}  AP75 {box['AP75']:.1f}  "
-            f"APs {box['APs']:.1f}  APm {box['APm']:.1f}  APl {box['APl']:.1f}" + (f"  [{what}]" if what else "")
+            f"APs {box['APs']:.1f}  APm {box['APm']:.1f}  APl {box['APl']:.1f}{source}"
         )
 
 
