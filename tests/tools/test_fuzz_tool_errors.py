@@ -81,6 +81,28 @@ def tool_cases(demo: str):
         "eval_coco.py": st.one_of(
             detection_override.map(lambda o: ["--eval-only", *frcn, *o]),
             st.just(["--eval-only", *frcn, "--images", MISSING]),
+            st.just(["--exported", MISSING]),
+            st.just(["--exported", demo]),  # a folder without meta.json
+            st.just(["--exported", demo, *frcn[:2]]),  # --exported and --proposals together
+        ),
+        "export_model.py": st.sampled_from(
+            [
+                ["--rpn", MISSING, "--fast-rcnn", MISSING, "--output", f"{MISSING}/out"],
+                ["--rpn", demo, "--fast-rcnn", demo, "--output", f"{MISSING}/out"],  # not stage folders
+                ["--rpn", demo, "--fast-rcnn", demo, "--output", demo],  # an existing folder
+                ["--rpn", demo, "--fast-rcnn", demo, "--output", f"{MISSING}/out", "--device", "cuda"],
+            ]
+        ),
+        "predict.py": st.sampled_from(
+            [
+                ["--model", MISSING, "--input", MISSING],
+                ["--model", demo, "--input", "README.md"],  # not an image
+                ["--model", demo, "--input", "configs"],  # a folder without images
+                ["--model", demo, "--input", "docs/demo_detections.jpg"],  # a folder without meta.json
+                ["--rpn", demo, "--input", "docs/demo_detections.jpg"],  # --rpn without --fast-rcnn
+                ["--input", "docs/demo_detections.jpg"],  # no model at all
+                ["--model", demo, "--input", "docs/demo_detections.jpg", "--score-threshold", "2"],
+            ]
         ),
         "pretrain_imagenet.py": pretrain_override.map(lambda o: [*pretrain, *o]),
         "convert_weights.py": st.sampled_from(
@@ -101,7 +123,15 @@ def run_tool(tool: str, argv: list[str], monkeypatch) -> SystemExit:
 
 @pytest.mark.parametrize(
     "tool",
-    ["train_rpn.py", "train_fast_rcnn.py", "eval_coco.py", "pretrain_imagenet.py", "convert_weights.py"],
+    [
+        "train_rpn.py",
+        "train_fast_rcnn.py",
+        "eval_coco.py",
+        "pretrain_imagenet.py",
+        "convert_weights.py",
+        "export_model.py",
+        "predict.py",
+    ],
 )
 def test_random_bad_input_gives_one_error_paragraph(tool, demo_root, tmp_path_factory, monkeypatch):
     monkeypatch.chdir(ROOT)
