@@ -31,6 +31,7 @@ setup(
         "pycocotools>=2.0.2",
         "Pillow",
         "tqdm",
+        "matplotlib",  # tools/plot_metrics.py, the benchmarks' charts
         # detectron2's Visualizer (detections drawn by tools/eval_coco.py) imports cv2; detectron2
         # leaves installing OpenCV to the user, the headless wheel needs no system libraries.
         "opencv-python-headless",

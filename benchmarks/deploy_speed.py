@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from resnext_det import get_config_file, resnext50_32x4d
-from resnext_det.deploy.export import trace_graph, write_onnx
+from resnext_det.deploy.export import AOTI_OPTIONS, trace_graph, write_onnx
 from resnext_det.deploy.graph import TwoStageGraph
 from resnext_det.deploy.runtime import _OnnxRuntime
 from resnext_det.engine import setup_cfg
@@ -44,7 +44,6 @@ DETECTRON2_RESNEXT = [
     "MODEL.RESNETS.STRIDE_IN_1X1", "False", "MODEL.RESNETS.NORM", "FrozenBN",
     "MODEL.RESNETS.OUT_FEATURES", "['res4']", "TEST.FOLD_FROZEN_BN", "False",
 ]  # fmt: skip
-AOTI_OPTIONS = {"freezing": True}  # constants folded into the program: measured 0.77 vs 0.80 of d2
 
 
 def stage_cfgs(args, detectron2: bool):

@@ -92,6 +92,16 @@ def add_two_stage_config(cfg: CN) -> CN:
     # convolution before it (resnext_det.layers.fold_frozen_batchnorm). Same outputs within float
     # rounding (tested), one pass over each activation map fewer. Training never folds.
     _C.TEST.FOLD_FROZEN_BN = True
+    # Validation loss (resnext_det.engine.validation): every VAL_LOSS_PERIOD iterations and after
+    # the last, the mean training loss over DATASETS.TEST at the test size, logged as
+    # validation/<loss> (metrics.json, TensorBoard, tools/plot_metrics.py). 0: off. detectron2
+    # writes metrics.json every 20 iterations, with the latest value of each key: a multiple of
+    # 20 (as for TEST.EVAL_PERIOD) puts every value into the file.
+    _C.TEST.VAL_LOSS_PERIOD = 0
+    # The metric that picks OUTPUT_DIR/model_best.pth, checked after each evaluation (or each
+    # validation loss, for a validation/... metric): "" is bbox/AP for a Fast R-CNN and
+    # box_proposals/AR@100 for an RPN. A key ending in a loss is minimised, anything else maximised.
+    _C.TEST.BEST_METRIC = ""
     return add_run_config(cfg)
 
 

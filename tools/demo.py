@@ -15,7 +15,8 @@ Each stage is one of the project's tools, run as a user runs it (the command is 
 5. ``eval_coco.py``: COCO AP on the held-out val split;
 6. ``eval_coco.py --images``: RPN and Fast R-CNN together on the val images, drawn to PNG files;
 7. ``export_model.py``: both stages exported as one ONNX model (image to detections);
-8. ``eval_coco.py --exported``: that model's COCO AP under ONNX Runtime, beside the PyTorch one.
+8. ``eval_coco.py --exported``: that model's COCO AP under ONNX Runtime, beside the PyTorch one;
+9. ``plot_metrics.py``: the three training runs' curves, overlaid, in ``plots/``.
 
 A stage whose result is already in ``--output-dir`` is kept, so an interrupted demo continues
 where it stopped (a half-trained stage resumes from its last checkpoint); ``--overwrite`` redoes
@@ -47,7 +48,7 @@ QUICK = {
     "rpn": [],
     "fast_rcnn": ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(250,)"],
 }
-STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis", "exported", "eval_exported")
+STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis", "exported", "eval_exported", "plots")
 
 
 def parse_args(argv=None):
@@ -160,6 +161,12 @@ def run_pipeline(args) -> dict:
         "COCO evaluation of the exported model (ONNX Runtime)",
         out / "eval_exported" / "coco_eval.json",
         ["tools/eval_coco.py", "--exported", str(out / "exported"), "OUTPUT_DIR", str(out / "eval_exported")],
+    )
+    stage(
+        "curves of the three training runs",
+        out / "plots" / "series.json",
+        ["tools/plot_metrics.py", str(pretrain_dir), str(rpn_dir), str(frcn_dir),
+         "--output", str(out / "plots")],  # fmt: skip
     )
     return summarize(out, stage.seconds, args.quick)
 

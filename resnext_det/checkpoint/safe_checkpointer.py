@@ -133,7 +133,9 @@ def read_checkpoint_file(filename: str | os.PathLike) -> dict:
 class SafeCheckpointMixin:
     """Put before a ``fvcore`` ``Checkpointer`` subclass (see the module docstring)."""
 
-    def save(self, name: str, **kwargs) -> None:
+    def save(self, name: str, tag: bool = True, **kwargs) -> None:
+        """Save ``name.pth`` atomically; ``tag`` it as ``last_checkpoint`` (not for a side file
+        such as ``model_best.pth``, which ``--resume`` must not start from)."""
         if not self.save_dir or not self.save_to_disk:
             return
         state = self.model.state_dict()
@@ -150,7 +152,8 @@ class SafeCheckpointMixin:
         basename = f"{name}.pth"
         self.logger.info("Saving checkpoint to %s", os.path.join(self.save_dir, basename))
         atomic_torch_save(data, os.path.join(self.save_dir, basename))
-        self.tag_last_checkpoint(basename)
+        if tag:
+            self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), last_filename_basename)

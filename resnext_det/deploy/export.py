@@ -28,6 +28,7 @@ from .graph import TwoStageGraph
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, OUTPUT_NAMES, file_sha256, load
 
 __all__ = [
+    "AOTI_OPTIONS",
     "EXPORT_FORMATS",
     "MAX_SIDE",
     "MIN_SIDE",
@@ -44,6 +45,9 @@ EXPORT_FORMATS = tuple(MODEL_FILES)
 ONNX_OPSET = 18
 #: The exported models take images with sides in this range (pixels).
 MIN_SIDE, MAX_SIDE = 32, 8192
+#: AOTInductor's options: freezing folds the weights into the program as constants (measured on
+#: the deploy benchmark: 0.77 of detectron2's eager time, 0.80 without).
+AOTI_OPTIONS = {"freezing": True}
 
 #: How the exporters name an operator: ``OpOverload(op='aten.foo'`` or ``torch.ops.aten.foo``.
 _OPERATOR = re.compile(r"OpOverload\(op='([\w.]+)'|target=torch\.ops\.([\w.]+)|\b(aten\.\w+)")
@@ -65,11 +69,12 @@ def build_graph(pair: StagePair) -> TwoStageGraph:
     )
 
 
-def example_image(min_size: int, seed: int = 0) -> torch.Tensor:
-    """A fixed noise image at the test size (4:3), to trace and verify with; resizing it is the
-    identity, so every backend sees the same pixels."""
+def example_image(min_size: int, max_size: int, seed: int = 0) -> torch.Tensor:
+    """A fixed noise image at the test size (4:3 where ``max_size`` allows), to trace and verify
+    with; resizing it is the identity, so every backend sees the same pixels."""
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.integers(0, 256, size=(min_size, min_size * 4 // 3, 3), dtype=np.uint8))
+    size = (min_size, max(min_size, min(min_size * 4 // 3, max_size)))
+    return torch.from_numpy(rng.integers(0, 256, size=(*size, 3), dtype=np.uint8))
 
 
 def _unsupported(error: Exception, what: str) -> ExportError:
@@ -85,15 +90,18 @@ def _unsupported(error: Exception, what: str) -> ExportError:
     return ExportError(f"{what}: {named} cannot be exported ({detail})")
 
 
-def trace_graph(graph: TwoStageGraph, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """``torch.export`` with the image's height and width symbolic (``MIN_SIDE``..``MAX_SIDE``)."""
+def _image_size_dims() -> tuple[dict]:
+    """The input's height and width are symbolic, ``MIN_SIDE``..``MAX_SIDE``: any image size."""
     height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
     width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
+    return ({0: height, 1: width},)
+
+
+def trace_graph(graph: TwoStageGraph, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` with the image's height and width symbolic."""
     try:
         with torch.no_grad():
-            return torch.export.export(
-                graph, (example,), dynamic_shapes=({0: height, 1: width},), strict=False
-            )
+            return torch.export.export(graph, (example,), dynamic_shapes=_image_size_dims(), strict=False)
     except Exception as e:  # torch.export's errors have many types; all mean "cannot trace this"
         raise _unsupported(e, "torch.export") from e
 
@@ -102,8 +110,6 @@ def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
     """``torch.onnx.export`` (the torch.export-based exporter) at ``ONNX_OPSET``, checked by ``onnx``."""
     import onnx
 
-    height = torch.export.Dim("height", min=MIN_SIDE, max=MAX_SIDE)
-    width = torch.export.Dim("width", min=MIN_SIDE, max=MAX_SIDE)
     try:
         with torch.no_grad():
             program = torch.onnx.export(
@@ -111,7 +117,7 @@ def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
                 (example,),
                 dynamo=True,
                 opset_version=ONNX_OPSET,
-                dynamic_shapes=({0: height, 1: width},),
+                dynamic_shapes=_image_size_dims(),
                 input_names=[INPUT_NAME],
                 output_names=list(OUTPUT_NAMES),
                 verbose=False,
@@ -127,7 +133,9 @@ def write_pt2(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
     """``torch.export``, then AOTInductor compiles it into a ``.pt2`` package for this device."""
     program = trace_graph(graph, example)
     try:
-        torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(path), inductor_configs=AOTI_OPTIONS
+        )
     except Exception as e:
         raise _unsupported(e, "AOTInductor") from e
     return path
@@ -239,7 +247,7 @@ def export_stage_pair(
         )
     pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device, opts)
     graph = build_graph(pair).to(device)
-    example = example_image(graph.min_size)
+    example = example_image(graph.min_size, graph.max_size)
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -57,6 +57,8 @@ def resized_size(height, width, min_size: int, max_size: int):
 
 
 class _Normalize(nn.Module):
+    """One stage's ``(x - PIXEL_MEAN) / PIXEL_STD``; each stage keeps its own (they may differ)."""
+
     def __init__(self, model):
         super().__init__()
         self.register_buffer("mean", model.pixel_mean.detach().clone().view(1, -1, 1, 1))

@@ -27,6 +27,7 @@ from ..data.train_stream import ResumableTrainLoader, build_resumable_train_load
 from ..errors import ConfigError, diverged
 from ..proposals.mapper import build_store_test_loader, build_store_train_loader
 from ..seeding import mix_seed, seed_all
+from .validation import validation_hooks
 
 __all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
 
@@ -144,7 +145,12 @@ class ResNeXtTrainer(DefaultTrainer):
         self.checkpointer = SafeDetectionCheckpointer(
             self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        return [SeedEachIteration(), *super().build_hooks()]
+        built = [SeedEachIteration(), *super().build_hooks()]
+        # right after the evaluation (the best checkpoint reads it; the same place in every
+        # process, as both gather across processes) and so before the main process's writer
+        after_eval = next(i for i, h in enumerate(built) if isinstance(h, hooks.EvalHook)) + 1
+        built[after_eval:after_eval] = validation_hooks(self.cfg, self.model, self.checkpointer)
+        return built
 
     def run_step(self):
         try:

@@ -51,7 +51,12 @@ def test_quick_demo_pipeline(quick_demo):
         "detections drawn on the val images",
         "export both stages as one ONNX model",
         "COCO evaluation of the exported model (ONNX Runtime)",
+        "curves of the three training runs",
     }
+    curves = json.loads((tmp_path / "demo" / "plots" / "series.json").read_text())
+    assert curves["accuracy"]["fast_rcnn: bbox/AP"]["value"][-1] == pytest.approx(results["bbox"]["AP"])
+    recall = curves["rpn_recall"]["rpn: box_proposals/AR@100"]["value"]
+    assert recall[-1] == pytest.approx(results["rpn_AR@100"])
     # the exported model (one ONNX graph, run by ONNX Runtime) scores what the PyTorch pair does
     assert abs(results["exported_onnx_bbox"]["AP"] - results["bbox"]["AP"]) <= 0.1
     assert abs(results["exported_onnx_bbox"]["AP50"] - results["bbox"]["AP50"]) <= 0.1
@@ -60,7 +65,7 @@ def test_quick_demo_pipeline(quick_demo):
     # a re-run keeps every finished stage and reports the same numbers
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count(": kept ") == 8
+    assert again.stdout.count(": kept ") == 9
     rerun = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert rerun["bbox"] == results["bbox"] and rerun["seconds"] == {}
     # the full demo does not silently keep the quick variant's stages
