@@ -23,7 +23,11 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 
 from ..checkpoint.convert import describe_mismatches
-from ..checkpoint.safe_checkpointer import read_checkpoint_file
+from ..checkpoint.safe_checkpointer import (
+    SafeDetectionCheckpointer,
+    read_checkpoint_file,
+    reads_as_torch_file,
+)
 from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..layers.frozen_bn import fold_frozen_batchnorm
 from .defaults import setup_cfg
@@ -68,9 +72,12 @@ def build_trained_model(cfg, source: str = "") -> torch.nn.Module:
     """``build_model(cfg)`` in eval mode with ``cfg.MODEL.WEIGHTS`` loaded strictly: a checkpoint
     whose tensors do not match the model key for key and shape for shape is a
     ``WeightsMismatchError`` (detectron2 would only warn and leave those layers random). Empty
-    ``MODEL.WEIGHTS`` keeps the random initialisation."""
+    ``MODEL.WEIGHTS`` keeps the random initialisation; detectron2's own ``.pkl`` formats (model
+    zoo, Caffe2) load through its checkpointer, with its name matching."""
     model = build_model(cfg).eval()
-    if cfg.MODEL.WEIGHTS:
+    if cfg.MODEL.WEIGHTS and not reads_as_torch_file(cfg.MODEL.WEIGHTS):
+        SafeDetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # detectron2's .pkl formats
+    elif cfg.MODEL.WEIGHTS:
         checkpoint = read_checkpoint_file(cfg.MODEL.WEIGHTS)
         weights = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else checkpoint
         if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
