@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from detectron2.data.detection_utils import read_image
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -29,12 +30,12 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def _read_image(path: Path) -> np.ndarray:
+    """detectron2's ``read_image`` (BGR, EXIF orientation applied, as every other path of the
+    project reads images), with an unreadable file named."""
     try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+        return read_image(str(path), format="BGR")
     except (UnidentifiedImageError, OSError) as e:
         raise ImageFileError(f"--input {path} is not a readable image ({e})") from None
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 @dataclass

@@ -15,9 +15,9 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image
 
 from ..atomic_files import atomic_write_json
-from ..errors import MissingFileError, ResNeXtDetError
+from ..errors import ResNeXtDetError
 from .defaults import setup_cfg
-from .two_stage import TwoStagePredictor
+from .two_stage import TwoStagePredictor, stage_files
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -37,16 +37,9 @@ MIN_DRAWN_SIDE = 384
 
 def two_stage_predictor(rpn_dir: str | Path, fast_rcnn_cfg) -> TwoStagePredictor:
     """The RPN of stage 1's ``rpn_dir`` and the Fast R-CNN of ``fast_rcnn_cfg``, on its device."""
-    rpn_dir = Path(rpn_dir)
-    for required in ("config.yaml", "model_final.pth"):
-        if not (rpn_dir / required).is_file():
-            raise MissingFileError(
-                f"{rpn_dir / required} not found: --proposals must be stage 1's OUTPUT_DIR"
-            )
-    rpn_cfg = setup_cfg(
-        str(rpn_dir / "config.yaml"),
-        ["MODEL.WEIGHTS", str(rpn_dir / "model_final.pth"), "MODEL.DEVICE", fast_rcnn_cfg.MODEL.DEVICE],
-    )
+    config, weights = stage_files(rpn_dir, "--proposals")
+    device = fast_rcnn_cfg.MODEL.DEVICE
+    rpn_cfg = setup_cfg(str(config), ["MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", device])
     return TwoStagePredictor(rpn_cfg, fast_rcnn_cfg)
 
 

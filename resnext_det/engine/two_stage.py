@@ -39,6 +39,7 @@ __all__ = [
     "build_trained_model",
     "check_stage_pair",
     "load_stage_pair",
+    "stage_files",
     "use_proposal_file_topk",
 ]
 
@@ -106,7 +107,10 @@ class StagePair:
     fast_rcnn_dir: Path
 
 
-def _stage_files(directory: Path, flag: str) -> tuple[Path, Path]:
+def stage_files(directory: str | Path, flag: str) -> tuple[Path, Path]:
+    """A finished stage's ``(config.yaml, model_final.pth)`` in ``directory`` (named on the
+    command line by ``flag``), or a ``MissingFileError`` saying which is missing."""
+    directory = Path(directory)
     if not directory.is_dir():
         raise MissingFileError(f"{flag} {directory} is not a folder: expected a stage's OUTPUT_DIR")
     files = directory / "config.yaml", directory / "model_final.pth"
@@ -126,7 +130,7 @@ def load_stage_pair(
     to form a pair. ``opts`` (``KEY VALUE`` overrides) apply to both configs."""
     cfgs = []
     for directory, flag in ((Path(rpn_dir), "--rpn"), (Path(fast_rcnn_dir), "--fast-rcnn")):
-        config, weights = _stage_files(directory, flag)
+        config, weights = stage_files(directory, flag)
         overrides = [*(opts or []), "MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", device]
         cfgs.append(setup_cfg(str(config), overrides))
     check_stage_pair(*cfgs, rpn_name=f"--rpn {rpn_dir}", fast_rcnn_name=f"--fast-rcnn {fast_rcnn_dir}")
