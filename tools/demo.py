@@ -12,11 +12,13 @@ Each stage is one of the project's tools, run as a user runs it (the command is 
 3. ``train_rpn.py``: the RPN alone, from those weights; it writes proposals for train and val;
 4. ``train_fast_rcnn.py``: Fast R-CNN on those proposals, again from the pretrained weights (no
    feature sharing, as in the paper's appendix B);
-5. ``eval_coco.py``: COCO AP on the held-out val split;
+5. ``eval_coco.py --analysis``: COCO AP on the held-out val split, and its error analysis;
 6. ``eval_coco.py --images``: RPN and Fast R-CNN together on the val images, drawn to PNG files;
 7. ``export_model.py``: both stages exported as one ONNX model (image to detections);
 8. ``eval_coco.py --exported``: that model's COCO AP under ONNX Runtime, beside the PyTorch one;
-9. ``plot_metrics.py``: the three training runs' curves, overlaid, in ``plots/``.
+9. ``plot_metrics.py``: the three training runs' curves, overlaid, in ``plots/``;
+10. ``browse_dataset.py --what proposals``: stage 1's val proposals, each image's recall and the
+    objects they miss, in ``browse/``.
 
 A stage whose result is already in ``--output-dir`` is kept, so an interrupted demo continues
 where it stopped (a half-trained stage resumes from its last checkpoint); ``--overwrite`` redoes
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python tools/demo.py` from a checkout finds resnext_det
 
 from pretrain.synthetic import generate_demo_classification  # noqa: E402
+from resnext_det.analysis.pictures import contact_sheet  # noqa: E402
 from resnext_det.atomic_files import atomic_write_json  # noqa: E402
 from resnext_det.data.demo_dataset import generate_demo_dataset  # noqa: E402
 from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
@@ -48,7 +51,9 @@ QUICK = {
     "rpn": [],
     "fast_rcnn": ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(250,)"],
 }
-STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis", "exported", "eval_exported", "plots")
+STAGE_DIRS = ("pretrain", "rpn", "fast_rcnn", "eval", "vis", "exported", "eval_exported", "plots", "browse")
+#: the analysis of the held-out split's detections (tools/eval_coco.py --analysis)
+ANALYSIS = Path("eval", "analysis", "resnext_demo_val")
 
 
 def parse_args(argv=None):
@@ -141,8 +146,8 @@ def run_pipeline(args) -> dict:
     final = ["MODEL.WEIGHTS", str(frcn_dir / "model_final.pth")]
     stage(
         "COCO evaluation on the held-out val split",
-        out / "eval" / "coco_eval.json",
-        ["tools/eval_coco.py", *stage2, *final, "OUTPUT_DIR", str(out / "eval")],
+        out / ANALYSIS / "analysis.json",
+        ["tools/eval_coco.py", *stage2, "--analysis", *final, "OUTPUT_DIR", str(out / "eval")],
     )
     _, val_images = generate_demo_dataset()["resnext_demo_val"]
     stage(
@@ -150,7 +155,7 @@ def run_pipeline(args) -> dict:
         out / "vis" / "detections.json",
         ["tools/eval_coco.py", *stage2, "--images", val_images, "--output", str(out / "vis"), *final],
     )
-    contact_sheet(sorted((out / "vis").glob("*.png"))[:6], out / "demo_detections.png")
+    contact_sheet(sorted((out / "vis").glob("*.png"))[:6], out / "demo_detections.png", columns=3, tile=800)
     stage(
         "export both stages as one ONNX model",
         out / "exported" / "meta.json",
@@ -168,21 +173,14 @@ def run_pipeline(args) -> dict:
         ["tools/plot_metrics.py", str(pretrain_dir), str(rpn_dir), str(frcn_dir),
          "--output", str(out / "plots")],  # fmt: skip
     )
+    stage(
+        "stage 1's val proposals and what they miss",
+        out / "browse" / "browse.json",
+        ["tools/browse_dataset.py", "--config-file", str(CONFIGS / "rpn_tiny_C4.yaml"), "--what", "proposals",
+         "--proposals", str(rpn_dir), "--dataset-name", "resnext_demo_val", "--worst-first",
+         "--output", str(out / "browse")],  # fmt: skip
+    )
     return summarize(out, stage.seconds, args.quick)
-
-
-def contact_sheet(pictures: list[Path], target: Path, columns: int = 3) -> Path:
-    """The first drawn pictures side by side in one PNG (the README's picture comes from here)."""
-    from PIL import Image
-
-    images = [Image.open(p).convert("RGB") for p in pictures]
-    width, height = images[0].size
-    rows = -(-len(images) // columns)
-    sheet = Image.new("RGB", (width * columns, height * rows), "white")
-    for k, image in enumerate(images):
-        sheet.paste(image, ((k % columns) * width, (k // columns) * height))
-    sheet.save(target)
-    return target
 
 
 def summarize(out: Path, seconds: dict, quick: bool) -> dict:
@@ -190,12 +188,16 @@ def summarize(out: Path, seconds: dict, quick: bool) -> dict:
     recall = json.loads((out / "rpn" / "proposal_recall.json").read_text())["resnext_demo_val"]
     box = json.loads((out / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
     exported = json.loads((out / "eval_exported" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    errors = json.loads((out / ANALYSIS / "analysis.json").read_text())["error_breakdown"]["all"]
+    browsed = json.loads((out / "browse" / "browse.json").read_text())["summary"]
     results = {
         "variant": "quick" if quick else "full",
         "pretrain_top1_err": pretrain["top1_err"],
         "rpn_AR@100": recall["AR@100"],
         "bbox": box,
         "exported_onnx_bbox": exported,
+        "error_breakdown": errors,
+        "proposal_recall": {k: browsed[k] for k in ("top_k", "objects", "recall@0.5", "recall@0.7")},
         "seconds": seconds,
         "pictures": str(out / "vis"),
     }
@@ -211,6 +213,16 @@ def summarize(out: Path, seconds: dict, quick: bool) -> dict:
     print(
         f"the exported ONNX model (ONNX Runtime): AP {exported['AP']:.1f}, AP50 {exported['AP50']:.1f} "
         f"(PyTorch: {box['AP']:.1f}, {box['AP50']:.1f}); model in {out / 'exported'}"
+    )
+    print(
+        "error breakdown (AP once each error is forgiven): "
+        + "  ".join(f"{t} {100 * ap:.1f}" for t, ap in errors.items())
+        + f"; analysis in {out / ANALYSIS}"
+    )
+    print(
+        f"stage 1's top {browsed['top_k']} val proposals find {browsed['recall@0.5']:.3f} of the "
+        f"{browsed['objects']} objects at IoU 0.5, {browsed['recall@0.7']:.3f} at 0.7; "
+        f"pictures in {out / 'browse'}"
     )
     if seconds:
         print("stage times (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in seconds.items()))

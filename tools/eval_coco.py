@@ -10,8 +10,12 @@
   # an exported model (tools/export_model.py; ONNX Runtime or AOTInductor by its meta.json) on
   # the DATASETS.TEST it records, or on the DATASETS.TEST / --dataset given here
   python tools/eval_coco.py --exported exported/x50 OUTPUT_DIR out/eval_onnx
+  # either of the first and the last, then the error analysis of its detections: per-class
+  # precision-recall curves, the COCO error breakdown, a confusion matrix (PNG + analysis.json)
+  python tools/eval_coco.py ... --analysis
 
-Results: OUTPUT_DIR/coco_eval.json (and detectron2's coco_instances_results.json per dataset).
+Results: OUTPUT_DIR/coco_eval.json (and detectron2's coco_instances_results.json per dataset);
+with --analysis, OUTPUT_DIR/analysis/<dataset>/ (resnext_det.analysis.ANALYSIS_FILES).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det import add_resnext_config, add_two_stage_config
+from resnext_det.analysis import analyze_detections
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_dataset_files
 from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_datasets, register_demo_datasets
@@ -41,6 +46,7 @@ from resnext_det.engine.stages import results_by_dataset
 from resnext_det.errors import ConfigError
 
 from detectron2.config import get_cfg
+from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -51,7 +57,17 @@ def parse_args(argv=None):
     parser.add_argument("--exported", default="", help="evaluate this exported model's folder instead")
     parser.add_argument("--images", default="", help="draw detections on the images of this folder")
     parser.add_argument("--output", default="", help="folder for the drawn images (with --images)")
-    parser.add_argument("--score-threshold", type=float, default=0.5, help="drawn detections' minimum score")
+    parser.add_argument(
+        "--analysis",
+        action="store_true",
+        help="also PR curves, error breakdown, confusion matrix (PNG + JSON)",
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="minimum score of the drawn detections (--images) and of the confusion matrix's (--analysis)",
+    )
     return parser.parse_args(argv)
 
 
@@ -73,6 +89,8 @@ def check_model_arguments(args) -> None:
         raise ConfigError(
             "--images draws the PyTorch pair's detections; for an exported model use tools/predict.py"
         )
+    if args.analysis and args.images:
+        raise ConfigError("--analysis needs a dataset's ground truth: it cannot run with --images")
 
 
 def exported_cfg(args):
@@ -105,6 +123,8 @@ def evaluate_exported(args) -> dict:
     for name in cfg.DATASETS.TEST:
         results[name] = evaluate_predictor(predictor, name, Path(cfg.OUTPUT_DIR, "inference", name))
     report(cfg, results, f"exported {meta['format']} model {args.exported}")
+    if args.analysis:
+        analyze(cfg, args.score_threshold)
     return results
 
 
@@ -120,6 +140,23 @@ def report(cfg, results: dict, what: str = "") -> None:
         )
 
 
+def analyze(cfg, score_threshold: float) -> None:
+    """The error analysis of each DATASETS.TEST's detections, from the files the evaluation wrote:
+    the ground truth json that COCOEvaluator read (or converted the dataset to), and its results."""
+    for name in cfg.DATASETS.TEST:
+        output = Path(cfg.OUTPUT_DIR, "analysis", name)
+        analysis = analyze_detections(
+            MetadataCatalog.get(name).json_file,
+            Path(cfg.OUTPUT_DIR, "inference", name, "coco_instances_results.json"),
+            output,
+            score_threshold=score_threshold,
+        )
+        breakdown = analysis["error_breakdown"]["all"] or {}
+        areas = "  ".join(f"{t} {100 * ap:.1f}" for t, ap in breakdown.items())
+        print(f"{name}: error breakdown (AP once each error is forgiven)  {areas}")
+        print(f"{name}: {len(analysis['files'])} pictures and analysis.json in {output}")
+
+
 def evaluate(args) -> dict:
     cfg = setup_cfg(
         args.config_file,
@@ -131,6 +168,8 @@ def evaluate(args) -> dict:
     results = results_by_dataset(cfg, results)
     if comm.is_main_process():
         report(cfg, results)
+        if args.analysis:
+            analyze(cfg, args.score_threshold)
     return results
 
 

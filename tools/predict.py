@@ -16,9 +16,9 @@ import argparse
 import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.analysis.pictures import category_ids, dataset_metadata
 from resnext_det.deploy import load, open_source, predict_to_folder
 from resnext_det.engine.cli import check_device, exit_on_user_error
-from resnext_det.engine.drawing import category_ids, dataset_metadata
 from resnext_det.engine.two_stage import TwoStagePredictor
 from resnext_det.errors import ConfigError
 

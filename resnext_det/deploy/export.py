@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.pictures import category_ids, dataset_metadata
 from ..atomic_files import atomic_write_json
 from ..config import resnext_template_from_cfg
-from ..engine.drawing import category_ids, dataset_metadata
 from ..engine.two_stage import StagePair, build_trained_model, load_stage_pair, use_proposal_file_topk
 from ..errors import ExportError, OutputDirError
 from .graph import TwoStageGraph

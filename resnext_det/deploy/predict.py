@@ -20,8 +20,8 @@ from detectron2.data.detection_utils import read_image
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..analysis.pictures import IMAGE_SUFFIXES, draw_instances
 from ..atomic_files import atomic_write_json
-from ..engine.drawing import IMAGE_SUFFIXES, draw_instances
 from ..errors import ImageFileError, MissingFileError
 
 __all__ = ["VIDEO_SUFFIXES", "PredictionSource", "open_source", "predict_to_folder"]

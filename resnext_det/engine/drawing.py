@@ -9,30 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from PIL import Image
 
+from ..analysis.pictures import IMAGE_SUFFIXES, dataset_metadata, draw_instances
 from ..atomic_files import atomic_write_json
 from ..errors import ResNeXtDetError
 from .defaults import setup_cfg
 from .two_stage import TwoStagePredictor, stage_files
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "MIN_DRAWN_SIDE",
-    "category_ids",
-    "dataset_metadata",
-    "draw_detections",
-    "draw_instances",
-    "image_files",
-    "two_stage_predictor",
-]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-#: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
-MIN_DRAWN_SIDE = 384
+__all__ = ["draw_detections", "image_files", "two_stage_predictor"]
 
 
 def two_stage_predictor(rpn_dir: str | Path, fast_rcnn_cfg) -> TwoStagePredictor:
@@ -41,33 +27,6 @@ def two_stage_predictor(rpn_dir: str | Path, fast_rcnn_cfg) -> TwoStagePredictor
     device = fast_rcnn_cfg.MODEL.DEVICE
     rpn_cfg = setup_cfg(str(config), ["MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", device])
     return TwoStagePredictor(rpn_cfg, fast_rcnn_cfg)
-
-
-def dataset_metadata(dataset: str | None):
-    """``MetadataCatalog.get(dataset)`` with its class names and category ids loaded (a COCO-json
-    dataset sets them when first read); None without a dataset or for an unregistered name."""
-    if not dataset or dataset not in DatasetCatalog.list():
-        return None
-    metadata = MetadataCatalog.get(dataset)
-    if not hasattr(metadata, "thing_classes") or not hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
-        DatasetCatalog.get(dataset)
-    return metadata
-
-
-def category_ids(metadata) -> list[int] | None:
-    """The dataset's category id of each class index (COCO json ids), or None if it has none."""
-    to_contiguous = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
-    return sorted(to_contiguous, key=to_contiguous.get) if to_contiguous else None
-
-
-def draw_instances(image_bgr, instances, metadata=None) -> np.ndarray:
-    """``instances`` drawn on the image with detectron2's ``Visualizer``, as RGB; a small image is
-    enlarged first (``MIN_DRAWN_SIDE``) so that its labels stay legible."""
-    from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
-
-    scale = max(1.0, MIN_DRAWN_SIDE / min(image_bgr.shape[:2]))
-    drawn = Visualizer(image_bgr[:, :, ::-1], metadata, scale=scale).draw_instance_predictions(instances)
-    return drawn.get_image()
 
 
 def image_files(folder: str | Path) -> list[Path]:

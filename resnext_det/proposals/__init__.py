@@ -3,7 +3,7 @@ memory-mapped store (``store``) and its data mapper (``mapper``), and the dump /
 steps between the stages (``handoff``)."""
 
 from .files import ProposalFileError, read_proposal_file, write_proposal_file
-from .handoff import attach_proposal_files, checked_proposal_files, dump_proposals
+from .handoff import attach_proposal_files, checked_proposal_files, dump_proposals, stage1_proposals
 from .store import ProposalStore, write_proposal_store
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "checked_proposal_files",
     "dump_proposals",
     "read_proposal_file",
+    "stage1_proposals",
     "write_proposal_file",
     "write_proposal_store",
 ]

@@ -9,8 +9,10 @@ then reads it through ``PROPOSALS.STORE_DIR`` (stores) or ``DATASETS.PROPOSAL_FI
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from detectron2.utils import comm
 
 from ..data.checked_mapper import build_checked_test_loader
@@ -23,7 +25,7 @@ from .files import (
 )
 from .store import check_store_covers, proposal_store_path, write_proposal_store
 
-__all__ = ["attach_proposal_files", "checked_proposal_files", "dump_proposals"]
+__all__ = ["attach_proposal_files", "checked_proposal_files", "dump_proposals", "stage1_proposals"]
 
 logger = logging.getLogger("resnext_det")
 
@@ -84,3 +86,31 @@ def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> N
     if not test_only:
         cfg.DATASETS.PROPOSAL_FILES_TRAIN = tuple(files[n] for n in cfg.DATASETS.TRAIN)
     cfg.DATASETS.PROPOSAL_FILES_TEST = tuple(files[n] for n in cfg.DATASETS.TEST)
+
+
+def stage1_proposals(
+    proposals_dir: str, dataset_name: str
+) -> Callable[[object], tuple[np.ndarray, np.ndarray]]:
+    """``image_id -> (boxes XYXY_ABS (N, 4), objectness logits (N,))``, best first, for every image
+    of ``dataset_name`` from stage 1's output: its store, else its pickle (checked to cover the
+    dataset, as for stage 2)."""
+    store_path = proposal_store_path(proposals_dir, dataset_name)
+    if store_path.is_dir():
+        store = check_store_covers(store_path, dataset_name)
+        lookup = store.get
+    else:
+        content = check_proposals_cover(proposal_file_path(proposals_dir, dataset_name), dataset_name)
+        by_id = {
+            str(i): (np.asarray(b), np.asarray(s))
+            for i, b, s in zip(content["ids"], content["boxes"], content["objectness_logits"], strict=True)
+        }
+
+        def lookup(image_id):
+            return by_id[str(image_id)]
+
+    def best_first(image_id):
+        boxes, logits = lookup(image_id)
+        order = np.argsort(-logits, kind="stable")
+        return boxes[order], logits[order]
+
+    return best_first

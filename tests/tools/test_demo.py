@@ -52,6 +52,7 @@ def test_quick_demo_pipeline(quick_demo):
         "export both stages as one ONNX model",
         "COCO evaluation of the exported model (ONNX Runtime)",
         "curves of the three training runs",
+        "stage 1's val proposals and what they miss",
     }
     curves = json.loads((tmp_path / "demo" / "plots" / "series.json").read_text())
     assert curves["accuracy"]["fast_rcnn: bbox/AP"]["value"][-1] == pytest.approx(results["bbox"]["AP"])
@@ -60,18 +61,52 @@ def test_quick_demo_pipeline(quick_demo):
     # the exported model (one ONNX graph, run by ONNX Runtime) scores what the PyTorch pair does
     assert abs(results["exported_onnx_bbox"]["AP"] - results["bbox"]["AP"]) <= 0.1
     assert abs(results["exported_onnx_bbox"]["AP50"] - results["bbox"]["AP50"]) <= 0.1
+    check_analysis_and_browse(tmp_path / "demo", results)
     pictures = sorted((tmp_path / "demo" / "vis").glob("*.png"))
     assert len(pictures) == 40 and (tmp_path / "demo" / "demo_detections.png").is_file()
     # a re-run keeps every finished stage and reports the same numbers
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count(": kept ") == 9
+    assert again.stdout.count(": kept ") == 10
     rerun = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert rerun["bbox"] == results["bbox"] and rerun["seconds"] == {}
     # the full demo does not silently keep the quick variant's stages
     full = [sys.executable, "tools/demo.py", "--output-dir", str(tmp_path / "demo")]
     mixed = subprocess.run(full, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert mixed.returncode != 0 and "holds the 'quick' demo" in mixed.stderr
+
+
+def check_analysis_and_browse(demo: Path, results: dict) -> None:
+    """eval_coco.py --analysis and browse_dataset.py agree with the COCO evaluation and the data."""
+    analysis = json.loads((demo / "eval" / "analysis" / "resnext_demo_val" / "analysis.json").read_text())
+    box = results["bbox"]
+    curves = analysis["pr_curves"]["all"]
+    assert 100 * curves["IoU 0.5:0.95"]["ap"] == pytest.approx(box["AP"], abs=1e-6)
+    assert 100 * curves["IoU 0.5"]["ap"] == pytest.approx(box["AP50"], abs=1e-6)
+    for name, curves in analysis["pr_curves"]["classes"].items():
+        assert 100 * curves["IoU 0.5:0.95"]["ap"] == pytest.approx(box[f"AP-{name}"])
+    errors = analysis["error_breakdown"]["all"]
+    assert 100 * errors["C75"] == pytest.approx(box["AP75"])
+    assert 100 * errors["C50"] == pytest.approx(box["AP50"])
+    areas = [errors[t] for t in ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")]
+    assert areas == sorted(areas) and areas[-1] == 1.0  # each forgives more
+    ground_truth = json.loads(Path(analysis["ground_truth"]).read_text())
+    objects = [a for a in ground_truth["annotations"] if not a.get("iscrowd", 0)]
+    confusion = analysis["confusion_matrix"]
+    per_class = [sum(a["category_id"] == c["id"] for a in objects) for c in ground_truth["categories"]]
+    assert [sum(row) for row in confusion["matrix"][:-1]] == per_class  # each object once in its row
+    assert sorted(p.name for p in (demo / "eval" / "analysis" / "resnext_demo_val").iterdir()) == sorted(
+        ["analysis.json", "pr_curves.png", "error_breakdown.png", "error_breakdown_per_class.png",
+         "confusion_matrix.png"]
+    )  # fmt: skip
+    browsed = json.loads((demo / "browse" / "browse.json").read_text())
+    assert browsed["summary"]["objects"] == len(objects) and len(browsed["images"]) == 40
+    assert results["proposal_recall"]["recall@0.5"] == browsed["summary"]["recall@0.5"] >= 0.5
+    drawn = [e for e in browsed["images"] if "picture" in e]
+    assert len(drawn) == 12 and (demo / "browse" / "contact_sheet.png").is_file()
+    worst = max(e["recall@0.7"] for e in drawn if e["recall@0.7"] is not None)
+    undrawn = [e["recall@0.7"] for e in browsed["images"] if "picture" not in e]
+    assert all(recall is None or recall >= worst for recall in undrawn)
 
 
 def run_tool(*args, env) -> subprocess.CompletedProcess:

@@ -84,7 +84,25 @@ def tool_cases(demo: str):
             st.just(["--exported", MISSING]),
             st.just(["--exported", demo]),  # a folder without meta.json
             st.just(["--exported", demo, *frcn[:2]]),  # --exported and --proposals together
+            st.just(["--eval-only", *frcn, "--images", "docs", "--analysis"]),  # no ground truth
         ),
+        # browse_dataset.py builds no model: only keys that it reads can be wrong
+        "browse_dataset.py": st.one_of(
+            st.one_of(unknown_keys, st.sampled_from([["SOLVER.IMS_PER_BATCH", "x"], ["INPUT.FORMAT", "1"]]))
+            .map(lambda o: [*rpn[:2], "--output", f"{MISSING}/browse", *o]),
+            st.sampled_from(
+                [
+                    ["--config-file", MISSING],
+                    [*rpn[:2], "--what", "proposals"],  # without --proposals
+                    [*rpn[:2], "--what", "proposals", "--proposals", demo],  # no proposal files there
+                    [*rpn[:2], "--proposals", demo],  # --proposals without --what proposals
+                    [*rpn[:2], "--dataset-name", "not_registered"],
+                    [*rpn[:2], "--num-images", "0"],
+                    [*rpn[:2], "--dataset", "fz", f"{MISSING}/a.json", MISSING, "--dataset-name", "fz"],
+                ]
+            ),
+        ),
+        "plot_metrics.py": st.sampled_from([[MISSING], [demo], [demo, MISSING, "--output", demo]]),
         "export_model.py": st.sampled_from(
             [
                 ["--rpn", MISSING, "--fast-rcnn", MISSING, "--output", f"{MISSING}/out"],
@@ -131,6 +149,8 @@ def run_tool(tool: str, argv: list[str], monkeypatch) -> SystemExit:
         "convert_weights.py",
         "export_model.py",
         "predict.py",
+        "browse_dataset.py",
+        "plot_metrics.py",
     ],
 )
 def test_random_bad_input_gives_one_error_paragraph(tool, demo_root, tmp_path_factory, monkeypatch):

@@ -1,0 +1,82 @@
+"""What every picture of the project shares: a dataset's class names, detectron2's
+``Visualizer`` on an image enlarged until its labels are legible, and contact sheets.
+
+The detections drawn by ``tools/eval_coco.py --images`` and ``tools/predict.py``, and the views
+of ``tools/browse_dataset.py``, all go through here, so they look alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from PIL import Image
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MIN_DRAWN_SIDE",
+    "category_ids",
+    "contact_sheet",
+    "dataset_metadata",
+    "draw_instances",
+    "visualizer",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
+MIN_DRAWN_SIDE = 384
+
+
+def dataset_metadata(dataset: str | None):
+    """``MetadataCatalog.get(dataset)`` with its class names and category ids loaded (a COCO-json
+    dataset sets them when first read); None without a dataset or for an unregistered name."""
+    if not dataset or dataset not in DatasetCatalog.list():
+        return None
+    metadata = MetadataCatalog.get(dataset)
+    if not hasattr(metadata, "thing_classes") or not hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
+        DatasetCatalog.get(dataset)
+    return metadata
+
+
+def category_ids(metadata) -> list[int] | None:
+    """The dataset's category id of each class index (COCO json ids), or None if it has none."""
+    to_contiguous = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+    return sorted(to_contiguous, key=to_contiguous.get) if to_contiguous else None
+
+
+def visualizer(image_rgb: np.ndarray, metadata=None):
+    """detectron2's ``Visualizer`` on ``image_rgb``, scaled so that its shorter side is at least
+    ``MIN_DRAWN_SIDE`` pixels."""
+    from detectron2.utils.visualizer import Visualizer  # imports cv2: only needed here
+
+    scale = max(1.0, MIN_DRAWN_SIDE / min(image_rgb.shape[:2]))
+    return Visualizer(image_rgb, metadata, scale=scale)
+
+
+def draw_instances(image_bgr, instances, metadata=None) -> np.ndarray:
+    """``instances`` (detections) drawn on the image, as RGB."""
+    return visualizer(image_bgr[:, :, ::-1], metadata).draw_instance_predictions(instances).get_image()
+
+
+def contact_sheet(pictures: list[Path], target: str | Path, columns: int = 4, tile: int = 420) -> Path:
+    """``pictures`` side by side, each shrunk (never enlarged) to fit a ``tile`` x ``tile`` cell,
+    ``columns`` to a row, on white; written to ``target``."""
+    if not pictures:
+        raise ValueError("a contact sheet needs at least one picture")
+    images = []
+    for path in pictures:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            image.thumbnail((tile, tile))
+            images.append(image)
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    width, height = max(i.width for i in images), max(i.height for i in images)
+    sheet = Image.new("RGB", (width * columns, height * rows), "white")
+    for k, image in enumerate(images):
+        x = (k % columns) * width + (width - image.width) // 2
+        y = (k // columns) * height + (height - image.height) // 2
+        sheet.paste(image, (x, y))
+    sheet.save(target)
+    return Path(target)
