@@ -125,11 +125,16 @@ def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(quick_demo):
     stages = ["--rpn", str(demo / "rpn"), "--fast-rcnn", str(demo / "fast_rcnn")]
     run_tool("tools/export_model.py", *stages, "--format", "pt2", "--output", str(tmp_path / "pt2"), env=env)
     exported_eval = ["--exported", str(tmp_path / "pt2"), "OUTPUT_DIR", str(tmp_path / "eval_pt2")]
-    run_tool("tools/eval_coco.py", *exported_eval, env=env)
+    run_tool("tools/eval_coco.py", *exported_eval, "--analysis", env=env)
     pytorch = json.loads((demo / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
     for folder in (demo / "eval_exported", tmp_path / "eval_pt2"):
         exported = json.loads((folder / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
         assert abs(exported["AP"] - pytorch["AP"]) <= 0.1 and abs(exported["AP50"] - pytorch["AP50"]) <= 0.1
+    # --analysis after an exported model's evaluation reads that model's detections
+    analysis_file = tmp_path / "eval_pt2" / "analysis" / "resnext_demo_val" / "analysis.json"
+    analysis = json.loads(analysis_file.read_text())
+    assert analysis["detections"].startswith(str(tmp_path / "eval_pt2"))
+    assert 100 * analysis["pr_curves"]["all"]["IoU 0.5:0.95"]["ap"] == pytest.approx(exported["AP"], abs=1e-6)
     val = tmp_path / "datasets" / "resnext_demo" / "val"
     detections = {}
     for name, model in (("pytorch", stages), ("onnx", ["--model", str(demo / "exported")]),
