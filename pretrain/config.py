@@ -86,6 +86,11 @@ def get_pretrain_cfg() -> CN:
     _C.TEST.RESIZE = 256
     _C.TEST.CROP_SIZE = 224
     _C.TEST.IMS_PER_BATCH = 256
+    # "" : the val folder has the model's classes. Else a text file naming the model's classes in
+    # index order (a training run's OUTPUT_DIR/classes.txt): the val folder may hold any subset of
+    # them, and only those classes' logits compete. Table 6's 1K-way test of an ImageNet-5K model
+    # is --eval-only on the ImageNet-1K folder with the 5K run's classes.txt.
+    _C.TEST.CLASS_SUBSET = ""
 
     _C.LOG_PERIOD = 20
     _C.OUTPUT_DIR = "output/imagenet"

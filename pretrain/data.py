@@ -54,11 +54,16 @@ def scan_split(root: str | Path, split: str, num_classes: int | None = None) -> 
 
 
 class ImageFolderDataset(Dataset):
-    """(image tensor, class index) pairs; a file that cannot be decoded is named in the error."""
+    """(image tensor, class index) pairs; a file that cannot be decoded is named in the error.
 
-    def __init__(self, samples: list[tuple[str, int]], transform):
+    ``classes`` are the folder names in index order; ``logit_indices``, when set, are the model's
+    output index of each class (``TEST.CLASS_SUBSET``)."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform, classes=(), logit_indices=None):
         self.samples = samples
         self.transform = transform
+        self.classes = list(classes)
+        self.logit_indices = logit_indices
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -86,15 +91,45 @@ def _check_same_classes(train_classes, val_classes, root, cfg) -> None:
         )
 
 
+def read_class_subset(cfg, val_classes: list[str]) -> list[int]:
+    """The model's output index of each val class, from ``TEST.CLASS_SUBSET``'s class list."""
+    path = Path(cfg.TEST.CLASS_SUBSET)
+    if not path.is_file():
+        raise DatasetLayoutError(
+            f"TEST.CLASS_SUBSET {path} does not exist; expected the model's classes, one per line in "
+            "index order (its training run's OUTPUT_DIR/classes.txt)"
+        )
+    model_classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if len(model_classes) != cfg.MODEL.NUM_CLASSES:
+        raise DatasetLayoutError(
+            f"TEST.CLASS_SUBSET {path} names {len(model_classes)} classes, MODEL.NUM_CLASSES is "
+            f"{cfg.MODEL.NUM_CLASSES}"
+        )
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = [c for c in val_classes if c not in index]
+    if unknown:
+        raise DatasetLayoutError(
+            f"{len(unknown)} class folder(s) of {cfg.DATA.ROOT}/{cfg.DATA.VAL_SPLIT} are not among the "
+            f"model's classes in TEST.CLASS_SUBSET {path}: {unknown[:5]}"
+        )
+    return [index[c] for c in val_classes]
+
+
 def build_datasets(cfg, with_train: bool = True) -> dict[str, ImageFolderDataset]:
     """Check the layout of ``DATA.ROOT`` and return {"train"?, "val"} datasets."""
     root, num_classes = cfg.DATA.ROOT, cfg.MODEL.NUM_CLASSES
-    val_classes, val_samples = scan_split(root, cfg.DATA.VAL_SPLIT, num_classes)
-    datasets = {"val": ImageFolderDataset(val_samples, build_eval_transform(cfg))}
+    subset = bool(cfg.TEST.CLASS_SUBSET)
+    if subset and with_train:
+        raise ConfigError(
+            "TEST.CLASS_SUBSET evaluates a trained model on some of its classes: use it with --eval-only"
+        )
+    val_classes, val_samples = scan_split(root, cfg.DATA.VAL_SPLIT, None if subset else num_classes)
+    logit_indices = read_class_subset(cfg, val_classes) if subset else None
+    datasets = {"val": ImageFolderDataset(val_samples, build_eval_transform(cfg), val_classes, logit_indices)}
     if with_train:
         train_classes, train_samples = scan_split(root, cfg.DATA.TRAIN_SPLIT, num_classes)
         _check_same_classes(train_classes, val_classes, root, cfg)
-        datasets["train"] = ImageFolderDataset(train_samples, build_train_transform(cfg))
+        datasets["train"] = ImageFolderDataset(train_samples, build_train_transform(cfg), train_classes)
     return datasets
 
 

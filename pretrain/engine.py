@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
+from resnext_det.atomic_files import atomic_write_text
 from resnext_det.errors import ConfigError, diverged
 from resnext_det.seeding import RNGState
 
@@ -41,11 +42,15 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
     model.eval()
     correct1 = correct5 = total = 0
     channels_last = uses_channels_last(cfg)
+    subset = getattr(dataset, "logit_indices", None)  # TEST.CLASS_SUBSET: only these classes compete
     for images, labels in build_loader(cfg, dataset, train=False):
         images = images.to(cfg.MODEL.DEVICE)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        top5 = model(images).topk(min(5, cfg.MODEL.NUM_CLASSES), dim=1).indices.cpu()
+        logits = model(images)
+        if subset is not None:
+            logits = logits[:, torch.as_tensor(subset, device=logits.device)]
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.cpu()
         hits = top5 == labels.view(-1, 1)
         correct1 += int(hits[:, 0].sum())
         correct5 += int(hits.any(dim=1).sum())
@@ -58,11 +63,17 @@ def evaluate(cfg, model, dataset) -> dict[str, float]:
     }
 
 
-def train(cfg, resume: bool = False) -> dict[str, float]:
-    """Train (or continue, with ``resume``) and return the final validation errors."""
-    datasets = build_datasets(cfg)
+def train(cfg, resume: bool = False, *, datasets=None, build_model=None, metadata=None) -> dict[str, float]:
+    """Train (or continue, with ``resume``) and return the final validation errors.
+
+    ImageNet by default; another task passes its ``datasets`` ({"train", "val"}), its
+    ``build_model(cfg)`` and the ``metadata`` its checkpoints record (``tools/train_cifar.py``)."""
+    datasets = datasets if datasets is not None else build_datasets(cfg)
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        classes = getattr(datasets["train"], "classes", None)
+        if classes:  # the model's classes in index order (TEST.CLASS_SUBSET reads it)
+            atomic_write_text(os.path.join(cfg.OUTPUT_DIR, "classes.txt"), "".join(f"{c}\n" for c in classes))
     iters_per_epoch = len(datasets["train"]) // cfg.SOLVER.IMS_PER_BATCH
     if iters_per_epoch == 0:
         raise ConfigError(
@@ -73,7 +84,7 @@ def train(cfg, resume: bool = False) -> dict[str, float]:
     lr, steps = learning_rate(cfg), lr_steps(cfg)
 
     seed_epoch(cfg, -1)
-    model = build_classifier(cfg)
+    model = (build_model or build_classifier)(cfg)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
     stream = EpochStream(cfg, datasets["train"])
@@ -81,7 +92,7 @@ def train(cfg, resume: bool = False) -> dict[str, float]:
     checkpointer = MetadataCheckpointer(
         model,
         cfg.OUTPUT_DIR,
-        checkpoint_metadata(cfg),
+        metadata if metadata is not None else checkpoint_metadata(cfg),
         iters_per_epoch,
         optimizer=optimizer,
         scheduler=scheduler,

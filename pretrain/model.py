@@ -20,10 +20,12 @@ from .config import uses_channels_last
 __all__ = ["build_classifier", "checkpoint_metadata", "load_classifier_weights"]
 
 
-def build_classifier(cfg) -> torch.nn.Module:
+def build_classifier(cfg, network=resnext, template_from_cfg=resnext_template_from_cfg) -> torch.nn.Module:
+    """``network(num_classes, zero_init_residual, **template_from_cfg(cfg))`` on ``MODEL.DEVICE``,
+    in the memory format of ``SOLVER.MEMORY_FORMAT`` (the CIFAR network: ``pretrain.cifar``)."""
     check_device(cfg.MODEL.DEVICE)
-    template = resnext_template_from_cfg(cfg)
-    model = resnext(
+    template = template_from_cfg(cfg)
+    model = network(
         num_classes=cfg.MODEL.NUM_CLASSES,
         zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
         **template,

@@ -31,6 +31,7 @@ __all__ = [
     "SYNTHETIC_CLASSES",
     "generate_demo_classification",
     "generate_image_folder",
+    "write_cifar_folder",
     "write_image_folder",
 ]
 
@@ -127,3 +128,54 @@ def generate_demo_classification(
         root, per_class or {"train": 400, "val": 100}, DEMO_CLASSIFICATION_CLASSES,
         lambda rng, label: _draw_crop(rng, label, size), seed,
     )  # fmt: skip
+
+
+def _cifar_batch(images: np.ndarray, labels: list[int], label_key: bytes, name: str) -> dict:
+    """One batch dict laid out as the CIFAR site's python version: rows of 1024 R, G, B values."""
+    return {
+        b"batch_label": name.encode(),
+        label_key: labels,
+        b"data": images.transpose(0, 3, 1, 2).reshape(len(images), 3072).copy(),
+        b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(len(images))],
+    }
+
+
+def write_cifar_folder(
+    root: str | os.PathLike, dataset: str = "cifar10", per_class=(50, 10), seed: int = 0
+) -> Path:
+    """A CIFAR-format python folder (``data_batch_1..5``/``test_batch``/``batches.meta``, or
+    ``train``/``test``/``meta`` for CIFAR-100) of 32x32 images: class k is ``_draw``'s shape
+    ``k % 5``, and classes 5-9 have the red channel dimmed to 45% (a cyan cast over the grey
+    background), so the ten are separable (CIFAR-100's other 90 classes have no images).
+    Pickled with protocol 2, as the distributed files are."""
+    import pickle
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    classes = 10 if dataset == "cifar10" else 100
+    label_key = b"labels" if dataset == "cifar10" else b"fine_labels"
+
+    def split(count: int, split_seed: int) -> tuple[np.ndarray, list[int]]:
+        rng = np.random.default_rng([seed, split_seed])
+        labels = [k for k in range(10) for _ in range(count)]
+        images = np.stack([np.asarray(_draw(k % 5, rng, 32)) for k in labels])
+        dimmed = np.asarray(labels) >= 5
+        images[dimmed, :, :, 0] = (images[dimmed, :, :, 0] * 0.45).astype(np.uint8)
+        order = rng.permutation(len(labels))
+        return images[order], [labels[i] for i in order]
+
+    train, test = split(per_class[0], 0), split(per_class[1], 1)
+    if dataset == "cifar10":
+        files = {f"data_batch_{i + 1}": (train[0][i::5], train[1][i::5]) for i in range(5)}
+        files["test_batch"] = test
+        meta = {"batches.meta": {b"label_names": [f"class_{k}".encode() for k in range(classes)]}}
+    else:
+        files = {"train": train, "test": test}
+        meta = {"meta": {b"fine_label_names": [f"class_{k}".encode() for k in range(classes)]}}
+    for name, (images, labels) in files.items():
+        with open(root / name, "wb") as f:
+            pickle.dump(_cifar_batch(images, list(labels), label_key, name), f, protocol=2)
+    for name, content in meta.items():
+        with open(root / name, "wb") as f:
+            pickle.dump(content, f, protocol=2)
+    return root

@@ -25,6 +25,7 @@ from .modeling import (  # noqa: E402
     resnext50_32x4d,
     resnext101_32x4d,
     resnext101_64x4d,
+    resnext_cifar,
 )
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "resnet50",
     "resnet101",
     "resnext",
+    "resnext_cifar",
     "resnext50_32x4d",
     "resnext101_32x4d",
     "resnext101_64x4d",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from detectron2.config import CfgNode as CN
 
 from .errors import ConfigError
-from .template import TemplateError, validate_out_features, validate_template
+from .template import STAGE_BLOCKS, TemplateError, validate_out_features, validate_template
 
 __all__ = [
     "add_resnext_config",
@@ -33,7 +33,8 @@ def add_resnext_config(cfg: CN) -> CN:
     """Add ``MODEL.RESNEXT.*`` to a detectron2 config (in place; also returned)."""
     _C = cfg
     _C.MODEL.RESNEXT = CN()
-    # Depth: 50, 101 or 152 (blocks per stage 3-4-6-3, 3-4-23-3, 3-8-36-3; Table 1).
+    # Depth: 50, 101, 152 or 200 (blocks per stage 3-4-6-3, 3-4-23-3, 3-8-36-3, 3-24-36-3;
+    # Table 1, and Table 4's ResNet-200).
     _C.MODEL.RESNEXT.DEPTH = 50
     # Cardinality C: number of paths in each block (Sec. 3.2). 1 gives ResNet.
     _C.MODEL.RESNEXT.CARDINALITY = 32
@@ -57,6 +58,9 @@ def add_resnext_config(cfg: CN) -> CN:
     # 2017). Not the paper's recipe; it makes training from random initialisation much faster
     # (the demo's pretraining). Needs NORM "BN", "SyncBN" or "GN"; pretrained weights overwrite it.
     _C.MODEL.RESNEXT.ZERO_INIT_RESIDUAL = False
+    # False removes every shortcut (identity and projection): each block is a plain stack of its
+    # convolutions, the "without residual connections" ablation of Sec. 5.1.
+    _C.MODEL.RESNEXT.SHORTCUTS = True
 
     return cfg
 
@@ -153,10 +157,11 @@ def check_model_config(cfg: CN) -> None:
         resnext_template_from_cfg(cfg)
 
 
-def resnext_template_from_cfg(cfg: CN) -> dict:
+def resnext_template_from_cfg(cfg: CN, depths=tuple(STAGE_BLOCKS)) -> dict:
     """Validated keyword arguments for the trunk builders, read from ``cfg.MODEL.RESNEXT``.
 
     Every error names the config key, so a typo in a YAML file is found at model-build time.
+    ``depths``: the accepted depths (``template.CIFAR_DEPTHS`` for the CIFAR networks).
     """
     if "RESNEXT" not in cfg.MODEL:
         raise KeyError(
@@ -173,6 +178,7 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
             r.NORM,
             r.STEM_OUT_CHANNELS,
             r.RES2_OUT_CHANNELS,
+            depths=depths,
         )
         validate_out_features(r.OUT_FEATURES)
     except TemplateError as e:
@@ -187,6 +193,8 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
             f"cfg.MODEL.RESNEXT.FREEZE_AT must be 0..5 (0: train everything, 1: freeze the stem, "
             f"k: the stem and res2..res<k>), got {r.FREEZE_AT!r}"
         )
+    if not isinstance(r.SHORTCUTS, bool):
+        raise ConfigError(f"cfg.MODEL.RESNEXT.SHORTCUTS must be True or False, got {r.SHORTCUTS!r}")
     check_resnets_keys_unused(cfg)
     return dict(
         depth=r.DEPTH,
@@ -196,4 +204,5 @@ def resnext_template_from_cfg(cfg: CN) -> dict:
         norm=r.NORM,
         stem_out_channels=r.STEM_OUT_CHANNELS,
         res2_out_channels=r.RES2_OUT_CHANNELS,
+        shortcuts=r.SHORTCUTS,
     )

@@ -10,6 +10,7 @@ from .errors import TemplateError
 
 __all__ = [
     "BLOCK_FORMS",
+    "CIFAR_DEPTHS",
     "NORMS",
     "STAGE_BLOCKS",
     "STAGE_NAMES",
@@ -20,9 +21,12 @@ __all__ = [
 
 #: Fig. 3 (c), (b), (a): grouped convolution, early concatenation, aggregated branches.
 BLOCK_FORMS = ("grouped", "concat", "aggregated")
-#: Blocks per stage conv2..conv5 for each depth (Table 1; He et al. 2016 for 152).
-STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+#: Blocks per stage conv2..conv5 for each depth (Table 1; He et al. 2016 for 152 and 200, the
+#: ResNet-200 of Table 4).
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
+#: CIFAR networks (appendix A): a 3x3 stem, 3 stages of n blocks, an fc: depth 9n + 2 (29: n = 3).
+CIFAR_DEPTHS = tuple(9 * n + 2 for n in range(1, 12))
 #: detectron2 norm names supported (``detectron2.layers.get_norm``); "" means no norm.
 NORMS = ("BN", "FrozenBN", "SyncBN", "GN", "")
 
@@ -35,10 +39,12 @@ def validate_template(
     norm: str = "BN",
     stem_out_channels: int = 64,
     res2_out_channels: int = 256,
+    depths=tuple(STAGE_BLOCKS),
 ) -> None:
-    """Raise ``TemplateError`` naming the bad argument and the accepted values."""
-    if depth not in STAGE_BLOCKS or isinstance(depth, bool):
-        raise TemplateError("depth", f"depth must be one of {sorted(STAGE_BLOCKS)}, got {depth!r}")
+    """Raise ``TemplateError`` naming the bad argument and the accepted values; ``depths`` are
+    the accepted depths (``CIFAR_DEPTHS`` for the CIFAR networks)."""
+    if depth not in depths or isinstance(depth, bool):
+        raise TemplateError("depth", f"depth must be one of {sorted(depths)}, got {depth!r}")
     widths = {
         "cardinality": cardinality,
         "bottleneck_width": bottleneck_width,

@@ -119,6 +119,8 @@ def infer_template(state_dict: dict) -> dict:
         "res2_out_channels": int(state_dict[f"{prefix}res2.0.conv3.weight"].shape[0])
         if form != "aggregated"
         else int(state_dict[f"{prefix}res2.0.aggregate_norm.weight"].shape[0]),
+        # res2.0 always has a projection shortcut (stem width -> res2 width) unless there are none
+        "shortcuts": any(k.startswith(f"{prefix}res2.0.shortcut.") for k in state_dict),
     }
 
 
@@ -186,6 +188,8 @@ def convert_checkpoint(path: str | Path, source: str) -> dict:
         "MODEL.PIXEL_MEAN": [round(m * 255, 3) for m in pixel["mean"]],
         "MODEL.PIXEL_STD": [round(s * 255, 3) for s in pixel["std"]],
     }
+    if not template["shortcuts"]:  # Sec. 5.1's plain stacks: the detector must be built without them too
+        detectron2_cfg["MODEL.RESNEXT.SHORTCUTS"] = False
     return {
         "model": to_detectron2_state_dict(state_dict),
         "matching_heuristics": False,

@@ -3,6 +3,7 @@
 from .backbone import build_resnext_backbone
 from .block import ResNeXtBlock
 from .block_forms import convert_block_form, detect_block_form
+from .cifar import resnext_cifar
 from .classifier import (
     ResNeXtClassifier,
     resnet50,
@@ -25,6 +26,7 @@ __all__ = [
     "resnet50",
     "resnet101",
     "resnext",
+    "resnext_cifar",
     "resnext50_32x4d",
     "resnext101_32x4d",
     "resnext101_64x4d",

@@ -83,6 +83,8 @@ class ResNeXtBlock(CNNBlockBase):
         stride: 2 in the first block of conv3/4/5, applied in the 3x3.
         norm: a detectron2 norm name ("BN", "FrozenBN", "SyncBN", "GN") or callable.
         block_form: "grouped" (c), "concat" (b) or "aggregated" (a).
+        with_shortcut: False drops the shortcut (identity or projection): the block is then a
+            plain stack of its convolutions, the "without residual" rows of Sec. 5.1.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ResNeXtBlock(CNNBlockBase):
         stride: int = 1,
         norm: str = "BN",
         block_form: str = "grouped",
+        with_shortcut: bool = True,
     ):
         super().__init__(in_channels, out_channels, stride)
         if block_form not in BLOCK_FORMS:
@@ -110,8 +113,9 @@ class ResNeXtBlock(CNNBlockBase):
         self.cardinality = cardinality
         width = bottleneck_channels // cardinality
 
+        self.with_shortcut = with_shortcut
         self.shortcut = None
-        if in_channels != out_channels or stride != 1:
+        if with_shortcut and (in_channels != out_channels or stride != 1):
             self.shortcut = FrozenBNConv2d(
                 in_channels,
                 out_channels,
@@ -192,6 +196,8 @@ class ResNeXtBlock(CNNBlockBase):
         return self.aggregate_norm(aggregated)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.with_shortcut:
+            return F.relu_(self._residual(x))
         shortcut = x if self.shortcut is None else self.shortcut(x)
         out = self._residual(x)
         out += shortcut  # in place, as detectron2's BottleneckBlock: one activation-sized buffer fewer

@@ -47,6 +47,7 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
             res2_out_channels=res2_out,
             norm=template["norm"],
             block_form=template["block_form"],
+            shortcuts=template["shortcuts"],
         )
         if cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL:
             for block in blocks:

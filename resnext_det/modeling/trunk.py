@@ -23,6 +23,7 @@ __all__ = [
     "ResNeXtStem",
     "make_resnext_stage",
     "make_resnext_stages",
+    "stack_resnext_stages",
     "build_resnext_trunk",
 ]
 
@@ -47,6 +48,7 @@ def make_resnext_stage(
     res2_out_channels: int = 256,
     norm: str = "BN",
     block_form: str = "grouped",
+    shortcuts: bool = True,
 ) -> list[ResNeXtBlock]:
     """Blocks of stage ``res{stage_index}`` (2..5); the first block of res3-res5 has stride 2."""
     scale = 2 ** (stage_index - 2)
@@ -60,6 +62,7 @@ def make_resnext_stage(
         cardinality=cardinality,
         norm=norm,
         block_form=block_form,
+        with_shortcut=shortcuts,
     )
 
 
@@ -72,15 +75,43 @@ def make_resnext_stages(
     res2_out_channels: int = 256,
     norm: str = "BN",
     block_form: str = "grouped",
+    shortcuts: bool = True,
+    zero_init_residual: bool = False,
     last_stage: int = 5,
 ) -> list[list[ResNeXtBlock]]:
     """Stages res2..res{last_stage} of a ResNeXt of the given depth and template."""
     validate_template(
         depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels, res2_out_channels
     )
-    stages, in_channels = [], stem_out_channels
-    for stage_index in range(2, last_stage + 1):
-        num_blocks = STAGE_BLOCKS[depth][stage_index - 2]
+    return stack_resnext_stages(
+        STAGE_BLOCKS[depth][: last_stage - 1],
+        in_channels=stem_out_channels,
+        cardinality=cardinality,
+        bottleneck_width=bottleneck_width,
+        res2_out_channels=res2_out_channels,
+        norm=norm,
+        block_form=block_form,
+        shortcuts=shortcuts,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+def stack_resnext_stages(
+    blocks_per_stage,
+    *,
+    in_channels: int,
+    cardinality: int,
+    bottleneck_width: int,
+    res2_out_channels: int = 256,
+    norm: str = "BN",
+    block_form: str = "grouped",
+    shortcuts: bool = True,
+    zero_init_residual: bool = False,
+) -> list[list[ResNeXtBlock]]:
+    """Stages res2, res3, ... of ``blocks_per_stage[k]`` blocks each, every stage taking the last
+    one's output (the ImageNet trunk: Table 1's counts; the CIFAR network: three stages of n)."""
+    stages = []
+    for stage_index, num_blocks in enumerate(blocks_per_stage, start=2):
         stage = make_resnext_stage(
             stage_index,
             num_blocks,
@@ -90,7 +121,11 @@ def make_resnext_stages(
             res2_out_channels=res2_out_channels,
             norm=norm,
             block_form=block_form,
+            shortcuts=shortcuts,
         )
+        if zero_init_residual:
+            for block in stage:
+                block.zero_init_residual_()
         stages.append(stage)
         in_channels = stage[-1].out_channels
     return stages
@@ -106,6 +141,7 @@ def build_resnext_trunk(
     res2_out_channels: int = 256,
     norm: str = "BN",
     block_form: str = "grouped",
+    shortcuts: bool = True,
     out_features: list[str] | None = None,
     num_classes: int | None = None,
     freeze_at: int = 0,
@@ -116,7 +152,8 @@ def build_resnext_trunk(
 
     Stages are built up to the deepest of ``out_features`` (all four for a classifier), so a C4
     backbone with ``out_features=["res4"]`` has no res5: that stage lives in the ROI head.
-    ``zero_init_residual`` starts every block as identity (``ResNeXtBlock.zero_init_residual_``).
+    ``zero_init_residual`` starts every block as identity (``ResNeXtBlock.zero_init_residual_``);
+    ``shortcuts=False`` builds the plain stack without any shortcut (Sec. 5.1's ablation).
     """
     if num_classes is None and not out_features:
         raise ValueError("build_resnext_trunk needs out_features (e.g. ['res4']) or num_classes")
@@ -136,10 +173,8 @@ def build_resnext_trunk(
         res2_out_channels=res2_out_channels,
         norm=norm,
         block_form=block_form,
+        shortcuts=shortcuts,
+        zero_init_residual=zero_init_residual,
         last_stage=last_stage,
     )
-    if zero_init_residual:
-        for stage in stages:
-            for block in stage:
-                block.zero_init_residual_()
     return resnet_class(stem, stages, num_classes=num_classes, out_features=out_features, freeze_at=freeze_at)

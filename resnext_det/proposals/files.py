@@ -34,6 +34,7 @@ from detectron2.utils import comm
 
 from ..atomic_files import atomic_path
 from ..errors import ProposalFileError
+from ..safe_pickle import NUMPY_GLOBALS, RestrictedUnpickler
 
 __all__ = [
     "ProposalFileError",
@@ -47,28 +48,14 @@ __all__ = [
 
 
 #: What a proposal pickle may rebuild: numpy arrays, dtypes and scalars, and the BoxMode enum.
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),  # numpy arrays under pickle protocol 5
-    ("numpy._core.numeric", "_frombuffer"),
-    ("detectron2.structures.boxes", "BoxMode"),
-}
+_ALLOWED_GLOBALS = NUMPY_GLOBALS | {("detectron2.structures.boxes", "BoxMode")}
 
 
-class ProposalUnpickler(pickle.Unpickler):
+class ProposalUnpickler(RestrictedUnpickler):
     """Loads plain containers, numbers, strings and numpy arrays; refuses anything else."""
 
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"it asks to load {module}.{name}; a proposal file holds only numpy arrays and ids"
-            )
-        return super().find_class(module, name)
+    def __init__(self, file, **kwargs):
+        super().__init__(file, _ALLOWED_GLOBALS, "a proposal file holds only numpy arrays and ids", **kwargs)
 
 
 def proposal_file_path(directory: str | os.PathLike, dataset_name: str) -> Path:

@@ -85,6 +85,13 @@ def tiny_dataset(tmp_path_factory):
     return {"name": name, "json": json_file, "root": root, "pickle": pickle_dir, "store": store_dir}
 
 
+def browse_cfg(tiny_dataset, *opts):
+    """The RPN config on the tiny dataset alone: naming no demo split, it registers none (the
+    session's demo_root fixture registers them where the tests generate them)."""
+    name = tiny_dataset["name"]
+    return setup_cfg(CONFIG, ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()", *opts])
+
+
 def test_each_object_gets_one_proposal():
     objects = np.asarray([(20, 20, 60, 60), (20, 20, 60, 60)], np.float32)
     assert matched_ious(objects, objects[:1]).tolist() == [1.0, 0.0]
@@ -98,7 +105,7 @@ def test_each_object_gets_one_proposal():
 
 @pytest.mark.parametrize("source", ["pickle", "store"])
 def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
-    cfg = setup_cfg(CONFIG, ["DATASETS.TRAIN", f"('{tiny_dataset['name']}',)"])
+    cfg = browse_cfg(tiny_dataset)
     lookup = stage1_proposals(str(tiny_dataset[source]), tiny_dataset["name"])
     result = browse_dataset(cfg, tiny_dataset["name"], "proposals", tmp_path, proposals=lookup, top_k=2,
                             worst_first=True)  # fmt: skip
@@ -121,7 +128,7 @@ def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
 def test_pooled_recall_is_detectron2s(tiny_dataset, tmp_path):
     """detectron2's proposal evaluation (what stage 1 logs as box_proposals/AR@k) gives the same
     recalls at 0.5 and 0.7 on the same top-k."""
-    cfg = setup_cfg(CONFIG, ["DATASETS.TRAIN", f"('{tiny_dataset['name']}',)"])
+    cfg = browse_cfg(tiny_dataset)
     lookup = stage1_proposals(str(tiny_dataset["store"]), tiny_dataset["name"])
     for top_k in (1, 2, 3):
         name = tiny_dataset["name"]
@@ -139,9 +146,8 @@ def test_pooled_recall_is_detectron2s(tiny_dataset, tmp_path):
 
 def test_augmented_inputs_are_the_mappers(tiny_dataset, tmp_path):
     """No flip, shorter side to 400: the boxes drawn are the annotations times 2.5."""
-    overrides = ["DATASETS.TRAIN", f"('{tiny_dataset['name']}',)", "INPUT.RANDOM_FLIP", "none",
-                 "INPUT.MIN_SIZE_TRAIN", "(400,)", "INPUT.MAX_SIZE_TRAIN", "1000"]  # fmt: skip
-    cfg = setup_cfg(CONFIG, overrides)
+    cfg = browse_cfg(tiny_dataset, "INPUT.RANDOM_FLIP", "none", "INPUT.MIN_SIZE_TRAIN", "(400,)",
+                     "INPUT.MAX_SIZE_TRAIN", "1000")  # fmt: skip
     result = browse_dataset(cfg, tiny_dataset["name"], "augmented", tmp_path, num_images=1)
     entry = result.images[0]
     assert entry["input_size"] == [400, 500]

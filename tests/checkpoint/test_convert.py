@@ -111,6 +111,7 @@ def test_converted_torchvision_weights_load_into_the_c4_detector(tmp_path):
         "block_form": "grouped",
         "stem_out_channels": 64,
         "res2_out_channels": 256,
+        "shortcuts": True,
     }
     assert info["detectron2_cfg"] == {
         "INPUT.FORMAT": "RGB",

@@ -90,7 +90,7 @@ def test_norms(norm, norm_type):
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("DEPTH", 77, r"MODEL\.RESNEXT\.DEPTH: depth must be one of \[50, 101, 152\]"),
+        ("DEPTH", 77, r"MODEL\.RESNEXT\.DEPTH: depth must be one of \[50, 101, 152, 200\]"),
         ("BLOCK_FORM", "x", r"MODEL\.RESNEXT\.BLOCK_FORM: block_form must be one of"),
         ("CARDINALITY", 0, r"MODEL\.RESNEXT\.CARDINALITY: cardinality must be a positive integer"),
         ("BOTTLENECK_WIDTH", -4, r"MODEL\.RESNEXT\.BOTTLENECK_WIDTH"),

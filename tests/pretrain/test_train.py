@@ -39,6 +39,10 @@ def test_learns_the_synthetic_classes(tiny_cfg):
     assert checkpoint["resnext_det"]["input"]["format"] == "RGB"
     assert set(checkpoint) >= {"model", "optimizer", "scheduler", "rng", "iteration", "epoch"}
     assert checkpoint["epoch"] == 15
+    # the model's classes in index order, for TEST.CLASS_SUBSET
+    from pretrain.synthetic import SYNTHETIC_CLASSES
+
+    assert open(f"{cfg.OUTPUT_DIR}/classes.txt").read().split() == list(SYNTHETIC_CLASSES)
     lines = open(f"{cfg.OUTPUT_DIR}/metrics.json").read().splitlines()
     assert any('"top1_err"' in line for line in lines) and any('"lr"' in line for line in lines)
 

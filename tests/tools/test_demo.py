@@ -125,7 +125,7 @@ def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(quick_demo):
     stages = ["--rpn", str(demo / "rpn"), "--fast-rcnn", str(demo / "fast_rcnn")]
     run_tool("tools/export_model.py", *stages, "--format", "pt2", "--output", str(tmp_path / "pt2"), env=env)
     exported_eval = ["--exported", str(tmp_path / "pt2"), "OUTPUT_DIR", str(tmp_path / "eval_pt2")]
-    run_tool("tools/eval_coco.py", *exported_eval, "--analysis", env=env)
+    run_tool("tools/eval_coco.py", "--analysis", *exported_eval, env=env)
     pytorch = json.loads((demo / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
     for folder in (demo / "eval_exported", tmp_path / "eval_pt2"):
         exported = json.loads((folder / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]

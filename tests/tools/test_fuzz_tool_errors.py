@@ -48,6 +48,15 @@ PRETRAIN_KEYS = [
     ("TEST.IMS_PER_BATCH", [], ["7"]),
 ]
 
+CIFAR_KEYS = [
+    ("SOLVER.EPOCHS", ["long"], []),
+    ("MODEL.RESNEXT.DEPTH", ["deep"], ["50", "30", "0"]),  # CIFAR depths are 9n + 2
+    ("MODEL.RESNEXT.CARDINALITY", [], ["0"]),
+    ("DATA.DATASET", [], ["'svhn'"]),
+    ("MODEL.NUM_CLASSES", ["ten"], ["100"]),  # CIFAR-10 has 10
+    ("SOLVER.IMS_PER_BATCH", [], ["3"]),  # 3 images over 2 processes
+]
+
 unknown_keys = st.from_regex(r"\A(MODEL|SOLVER|INPUT|TEST)\.[A-Z]{3,8}_Z[A-Z]{0,4}\Z").map(lambda k: [k, "1"])
 
 
@@ -60,11 +69,12 @@ def missing_file(key):
     return st.just([key, f"{MISSING}/weights.pth"])
 
 
-def tool_cases(demo: str):
+def tool_cases(demo: str, cifar_root: str = MISSING):
     """Command lines (without the program name) of each tool, each with one bad input."""
     rpn = ["--config-file", "configs/demo/rpn_tiny_C4.yaml", "--num-gpus", "2"]
     frcn = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", demo, "--num-gpus", "2"]
     pretrain = ["--config-file", "configs/demo/pretrain_shapes_tiny.yaml", "--num-gpus", "2"]
+    cifar = ["--config-file", "configs/demo/cifar_tiny.yaml", "--num-gpus", "2", "DATA.ROOT", cifar_root]
     detection_override = st.one_of(unknown_keys, bad_value(DETECTION_KEYS), missing_file("MODEL.WEIGHTS"))
     pretrain_override = st.one_of(
         unknown_keys,
@@ -123,6 +133,9 @@ def tool_cases(demo: str):
             ]
         ),
         "pretrain_imagenet.py": pretrain_override.map(lambda o: [*pretrain, *o]),
+        "train_cifar.py": st.one_of(unknown_keys, bad_value(CIFAR_KEYS), st.just(["DATA.ROOT", MISSING])).map(
+            lambda o: [*cifar, *o]
+        ),
         "convert_weights.py": st.sampled_from(
             [
                 ["--source", "pretrain", f"{MISSING}/in.pth", "out.pth"],
@@ -151,16 +164,22 @@ def run_tool(tool: str, argv: list[str], monkeypatch) -> SystemExit:
         "predict.py",
         "browse_dataset.py",
         "plot_metrics.py",
+        "train_cifar.py",
     ],
 )
 def test_random_bad_input_gives_one_error_paragraph(tool, demo_root, tmp_path_factory, monkeypatch):
     monkeypatch.chdir(ROOT)
     demo = str(tmp_path_factory.mktemp("no_proposals"))
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)  # the same checks on a GPU machine
+    cifar_root = MISSING
+    if tool == "train_cifar.py":  # a valid CIFAR folder: only the drawn override is wrong
+        from pretrain.synthetic import write_cifar_folder
+
+        cifar_root = str(write_cifar_folder(tmp_path_factory.mktemp("cifar"), per_class=(2, 1)))
 
     @settings(max_examples=80, derandomize=True, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
-    @given(argv=tool_cases(demo)[tool])
+    @given(argv=tool_cases(demo, cifar_root)[tool])
     def check(argv):
         stopped = run_tool(tool, argv, monkeypatch)
         message = stopped.code
