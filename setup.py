@@ -8,6 +8,7 @@ installed by the user (see README), and ``scripts/install.sh`` builds the pure-P
 from setuptools import find_packages, setup
 
 DEPLOY = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"]
+SLURM = ["submitit>=1.5"]
 
 setup(
     name="resnext-det",
@@ -22,7 +23,7 @@ setup(
     # are also installed inside the package, so `resnext_det.get_config_file()` works after a
     # non-editable `pip install`.
     package_dir={"resnext_det.configs": "configs"},
-    package_data={"resnext_det.configs": ["*.yaml", "*/*.yaml"]},
+    package_data={"resnext_det.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -40,7 +41,9 @@ setup(
         # tools/export_model.py --format onnx and running the exported model (ONNX Runtime);
         # onnxscript is what torch.onnx's exporter translates with. The .pt2 format needs only torch.
         "deploy": DEPLOY,
-        "test": ["pytest>=7", "timm", "hypothesis>=6", *DEPLOY],
-        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff", *DEPLOY],
+        # --slurm on the training tools (submitit submits the job; its local executor tests it)
+        "slurm": SLURM,
+        "test": ["pytest>=7", "timm", "hypothesis>=6", *DEPLOY, *SLURM],
+        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff", *DEPLOY, *SLURM],
     },
 )

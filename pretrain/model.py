@@ -11,6 +11,7 @@ from resnext_det.checkpoint import describe_mismatches, load_classifier_state_di
 from resnext_det.config import resnext_template_from_cfg
 from resnext_det.engine.launch import check_device
 from resnext_det.errors import WeightsMismatchError
+from resnext_det.layers.norms import resolve_norm
 from resnext_det.modeling import resnext
 
 import torch
@@ -25,6 +26,7 @@ def build_classifier(cfg, network=resnext, template_from_cfg=resnext_template_fr
     in the memory format of ``SOLVER.MEMORY_FORMAT`` (the CIFAR network: ``pretrain.cifar``)."""
     check_device(cfg.MODEL.DEVICE)
     template = template_from_cfg(cfg)
+    template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
     model = network(
         num_classes=cfg.MODEL.NUM_CLASSES,
         zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,

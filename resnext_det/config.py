@@ -43,7 +43,9 @@ def add_resnext_config(cfg: CN) -> CN:
     # Fig. 3 form: "grouped" (c, fastest), "concat" (b) or "aggregated" (a); same function.
     _C.MODEL.RESNEXT.BLOCK_FORM = "grouped"
     # Norm after every conv: "FrozenBN" (fine-tuning ImageNet weights, as the paper's detector
-    # did), "BN", "SyncBN" (multi-GPU batch statistics), "GN", or "" for none.
+    # did), "BN", "SyncBN" (multi-GPU batch statistics; on one process it runs as "BN", on CPU
+    # processes as detectron2's all-reduce "naiveSyncBN", with a warning), "naiveSyncBN", "GN", or
+    # "" for none.
     _C.MODEL.RESNEXT.NORM = "FrozenBN"
     # Freeze the stem (1) and res2..res{FREEZE_AT} (2 = stem + res2); 0 trains everything.
     _C.MODEL.RESNEXT.FREEZE_AT = 2

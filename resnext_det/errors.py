@@ -23,6 +23,7 @@ __all__ = [
     "OutputDirError",
     "ProposalFileError",
     "ResNeXtDetError",
+    "SlurmJobError",
     "TemplateError",
     "TrainingDivergedError",
     "WeightsMismatchError",
@@ -81,6 +82,10 @@ class DatasetLayoutError(ResNeXtDetError, RuntimeError):
 
 class MissingFileError(ResNeXtDetError, FileNotFoundError):
     """A file named on the command line or in a config does not exist."""
+
+
+class SlurmJobError(ResNeXtDetError, RuntimeError):
+    """A job submitted with ``--slurm --slurm-wait`` failed; the message names its log."""
 
 
 class ExportError(ResNeXtDetError, RuntimeError):

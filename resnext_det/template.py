@@ -27,8 +27,10 @@ STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 #: CIFAR networks (appendix A): a 3x3 stem, 3 stages of n blocks, an fc: depth 9n + 2 (29: n = 3).
 CIFAR_DEPTHS = tuple(9 * n + 2 for n in range(1, 12))
-#: detectron2 norm names supported (``detectron2.layers.get_norm``); "" means no norm.
-NORMS = ("BN", "FrozenBN", "SyncBN", "GN", "")
+#: detectron2 norm names supported (``detectron2.layers.get_norm``); "" means no norm. "SyncBN"
+#: falls back where it cannot run (``resnext_det.layers.norms``); "naiveSyncBN" is detectron2's
+#: all-reduce SyncBN, which runs over gloo on CPUs too.
+NORMS = ("BN", "FrozenBN", "SyncBN", "naiveSyncBN", "GN", "")
 
 
 def validate_template(

@@ -71,6 +71,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+#: VOC's two metrics (resnext_det.data.voc.VOCBothMetricsEvaluator), printed when present
+VOC_KEYS = ("AP50_voc07", "AP50_voc12")
+
+
 def _nan_to_none(value):
     if isinstance(value, dict):
         return {k: _nan_to_none(v) for k, v in value.items()}
@@ -134,16 +138,17 @@ def report(cfg, results: dict, what: str = "") -> None:
     for name, r in results.items():
         box = r["bbox"]
         source = f"  [{what}]" if what else ""
-        print(
-            f"{name}: AP {box['AP']:.1f}  AP50 {box['AP50']:.1f}  AP75 {box['AP75']:.1f}  "
-            f"APs {box['APs']:.1f}  APm {box['APm']:.1f}  APl {box['APl']:.1f}{source}"
-        )
+        keys = [k for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", *VOC_KEYS) if k in box]
+        print(f"{name}: " + "  ".join(f"{k} {box[k]:.1f}" for k in keys) + source)
 
 
 def analyze(cfg, score_threshold: float) -> None:
     """The error analysis of each DATASETS.TEST's detections, from the files the evaluation wrote:
     the ground truth json that COCOEvaluator read (or converted the dataset to), and its results."""
     for name in cfg.DATASETS.TEST:
+        if MetadataCatalog.get(name).get("evaluator_type", "coco") == "pascal_voc":
+            print(f"{name}: no COCO error analysis for a VOC folder (its evaluation is VOC's mAP)")
+            continue
         output = Path(cfg.OUTPUT_DIR, "analysis", name)
         analysis = analyze_detections(
             MetadataCatalog.get(name).json_file,

@@ -30,6 +30,7 @@ from resnext_det.engine.cli import add_overwrite_argument, check_device, run_too
 from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
 from resnext_det.engine.launch import check_batch_divides, check_weights_file
 from resnext_det.engine.output_dir import prepare_output_dir
+from resnext_det.engine.slurm import add_slurm_arguments
 
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
@@ -48,7 +49,8 @@ def preflight(args) -> None:
     """The config, device, template, batch split, the CIFAR files and OUTPUT_DIR, before any
     worker starts."""
     cfg = load_cfg(args)
-    check_device(cfg.MODEL.DEVICE)
+    if not args.slurm:  # a Slurm job's GPUs are on its nodes, not here
+        check_device(cfg.MODEL.DEVICE)
     check_weights_file(cfg.MODEL.WEIGHTS)
     cifar_template_from_cfg(cfg)
     processes = args.num_gpus * args.num_machines
@@ -92,5 +94,5 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = add_overwrite_argument(default_argument_parser(epilog=__doc__)).parse_args()
+    args = add_slurm_arguments(add_overwrite_argument(default_argument_parser(epilog=__doc__))).parse_args()
     run_tool(main, args, preflight=lambda: preflight(args))

@@ -24,12 +24,15 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.slurm import add_slurm_arguments
 
 from detectron2.engine import default_argument_parser
 
 
 def parse_args():
-    parser = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__)))
+    parser = add_slurm_arguments(
+        add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__)))
+    )
     parser.add_argument("--proposals", required=True, help="stage 1's output directory")
     return parser.parse_args()
 

@@ -21,6 +21,7 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.slurm import add_slurm_arguments
 from resnext_det.engine.stages import report_proposal_recall
 
 from detectron2.engine import default_argument_parser
@@ -36,5 +37,6 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__))).parse_args()
+    parser = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__)))
+    args = add_slurm_arguments(parser).parse_args()
     run_tool(main, args, preflight=lambda: preflight(args))

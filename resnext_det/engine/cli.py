@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultTrainer
@@ -21,7 +22,8 @@ from detectron2.engine import DefaultTrainer
 from ..config import check_model_config
 from ..data.coco import check_dataset_files, register_checked_coco
 from ..data.demo_dataset import prepare_demo_datasets
-from ..errors import user_error_message
+from ..data.voc import register_checked_voc
+from ..errors import ConfigError, SlurmJobError, user_error_message
 from ..proposals.handoff import checked_proposal_files
 from .defaults import setup_cfg
 from .launch import check_batch_divides, check_device, check_num_gpus, check_weights_file, launch
@@ -48,15 +50,28 @@ def add_dataset_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         metavar=("NAME", "JSON", "IMAGE_ROOT"),
         help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
     )
+    parser.add_argument(
+        "--voc-dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "DIR", "SPLIT"),
+        help="register a Pascal VOC-layout folder's split under NAME (repeatable); evaluated with VOC's mAP",
+    )
     return parser
 
 
 def register_datasets_from_args(args) -> list[str]:
-    """Register every ``--dataset NAME JSON IMAGE_ROOT`` (idempotent, once per process)."""
+    """Register every ``--dataset NAME JSON IMAGE_ROOT`` and ``--voc-dataset NAME DIR SPLIT``
+    (idempotent, once per process)."""
     names = []
     for name, json_file, image_root in getattr(args, "dataset", []) or []:
         if name not in DatasetCatalog.list():
             register_checked_coco(name, json_file, image_root)
+        names.append(name)
+    for name, dirname, split in getattr(args, "voc_dataset", []) or []:
+        if name not in DatasetCatalog.list():
+            register_checked_voc(name, dirname, split)
         names.append(name)
     return names
 
@@ -85,12 +100,41 @@ def exit_on_user_error():
 
 def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None):
     """``preflight()``, then ``launch(main, ...)`` with the tool's arguments, under
-    ``exit_on_user_error``."""
+    ``exit_on_user_error``; with ``--slurm``, the job is submitted instead (``engine.slurm``)."""
     with exit_on_user_error():
+        if getattr(args, "slurm", False):
+            return submit_to_slurm(main, args, preflight)
         check_num_gpus(args.num_gpus)  # before preflight, which may generate the demo data
         if preflight is not None:
             preflight()
         return launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+
+
+def submit_to_slurm(main: Callable, args, preflight: Callable[[], object] | None = None):
+    """Check what can be checked here (not the GPUs: they are on the nodes), submit, and with
+    ``--slurm-wait`` wait for the job: its failure is this tool's, with the job's error."""
+    import submitit
+
+    from .slurm import slurm_processes, submit
+
+    if args.slurm_nodes < 1 or args.slurm_gpus_per_node < 1:
+        raise ConfigError(
+            f"--slurm-nodes and --slurm-gpus-per-node must be at least 1, got {args.slurm_nodes} and "
+            f"{args.slurm_gpus_per_node}"
+        )
+    slurm_processes(args)
+    if preflight is not None:
+        preflight()
+    job = submit(main, args, job_name=Path(sys.argv[0]).stem)
+    print(f"submitted job {job.job_id}: {args.slurm_nodes} node(s) x {args.slurm_gpus_per_node} GPU(s); "
+          f"logs {job.paths.stdout} and {job.paths.stderr}", flush=True)  # fmt: skip
+    if not args.slurm_wait:
+        return job
+    try:
+        return job.result()
+    except submitit.core.utils.FailedJobError as e:
+        tail = str(e).strip().splitlines()[-1:] or ["(no message)"]
+        raise SlurmJobError(f"job {job.job_id} failed ({tail[0]}); its log: {job.paths.stderr}") from None
 
 
 def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
@@ -106,7 +150,8 @@ def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
     register_datasets_from_args(args)
     cfg = setup_cfg(args.config_file, args.opts)
     prepare_demo_datasets(cfg)
-    check_device(cfg.MODEL.DEVICE)
+    if not getattr(args, "slurm", False):  # a Slurm job's GPUs are on its nodes, not here
+        check_device(cfg.MODEL.DEVICE)
     check_weights_file(cfg.MODEL.WEIGHTS)
     check_model_config(cfg)
     processes = args.num_gpus * args.num_machines

@@ -8,6 +8,7 @@ import weakref
 
 import torch
 from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, TrainerBase, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
@@ -24,9 +25,11 @@ from ..config import add_resnext_config, add_two_stage_config
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader
+from ..data.voc import VOCBothMetricsEvaluator
 from ..errors import ConfigError, diverged
 from ..proposals.mapper import build_store_test_loader, build_store_train_loader
 from ..seeding import mix_seed, seed_all
+from .tta import FastRCNNWithTTA
 from .validation import validation_hooks
 
 __all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
@@ -195,6 +198,33 @@ class ResNeXtTrainer(DefaultTrainer):
         return build_checked_test_loader(cfg, dataset_name)
 
     @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """detectron2's evaluation; with ``TEST.AUG.ENABLED``, of the model under test-time
+        augmentation (``engine.tta``: a Fast R-CNN on precomputed proposals; an end-to-end
+        Faster R-CNN through detectron2's ``GeneralizedRCNNWithTTA``)."""
+        if cfg.TEST.AUG.ENABLED:
+            model = cls.with_tta(cfg, model)
+        return super().test(cfg, model, evaluators)
+
+    @staticmethod
+    def with_tta(cfg, model):
+        if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
+            raise ConfigError(
+                "TEST.AUG.ENABLED applies to detectors: stage 1 (an RPN) has no test-time augmentation; "
+                "enable it for stage 2 (tools/eval_coco.py) instead"
+            )
+        if cfg.MODEL.LOAD_PROPOSALS:
+            return FastRCNNWithTTA(cfg, model)
+        from detectron2.modeling import GeneralizedRCNNWithTTA
+
+        return GeneralizedRCNNWithTTA(cfg, model)
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        """COCO's AP, or both VOC metrics for a detector on a Pascal VOC folder (``--voc-dataset``;
+        an RPN's proposal recall is COCOEvaluator's on any dataset, which it converts)."""
+        voc = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco") == "pascal_voc"
+        if voc and cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
+            return VOCBothMetricsEvaluator(dataset_name)
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return COCOEvaluator(dataset_name, output_dir=output_folder)

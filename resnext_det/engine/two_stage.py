@@ -31,6 +31,7 @@ from ..checkpoint.safe_checkpointer import (
 from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..layers.frozen_bn import fold_frozen_batchnorm
 from .defaults import setup_cfg
+from .tta import TwoStageTTA
 
 __all__ = [
     "PAIRED_INPUT_KEYS",
@@ -166,6 +167,8 @@ class TwoStagePredictor:
         self.topk = fast_rcnn_cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST
         #: where the class names come from: stage 2's test (else training) datasets
         self.dataset_names = list(fast_rcnn_cfg.DATASETS.TEST) or list(fast_rcnn_cfg.DATASETS.TRAIN)
+        #: stage 2's TEST.AUG.ENABLED: sizes and flips, the views' detections merged (engine.tta)
+        self.tta = TwoStageTTA(self, fast_rcnn_cfg) if fast_rcnn_cfg.TEST.AUG.ENABLED else None
 
     @classmethod
     def from_stage_dirs(cls, rpn_dir, fast_rcnn_dir, device: str = "cpu") -> TwoStagePredictor:
@@ -176,6 +179,8 @@ class TwoStagePredictor:
     @torch.no_grad()
     def __call__(self, image_bgr: np.ndarray):
         """``image_bgr``: HxWx3 uint8 in BGR order (as ``cv2.imread`` / ``read_image(format="BGR")``)."""
+        if self.tta is not None:
+            return self.tta(image_bgr)
         image = image_bgr[:, :, ::-1] if self.input_format == "RGB" else image_bgr
         height, width = image.shape[:2]
         resized = self.resize.get_transform(image).apply_image(image)

@@ -12,6 +12,7 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import ResNet
 
 from ..config import resnext_template_from_cfg
+from ..layers.norms import resolve_norm
 from .trunk import build_resnext_trunk
 
 __all__ = ["build_resnext_backbone"]
@@ -21,6 +22,7 @@ __all__ = ["build_resnext_backbone"]
 def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """Build the backbone from ``cfg.MODEL.RESNEXT`` (see ``add_resnext_config``)."""
     template = resnext_template_from_cfg(cfg)  # validates, and checks the keys exist
+    template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
     return build_resnext_trunk(
         in_channels=input_shape.channels,
         out_features=list(cfg.MODEL.RESNEXT.OUT_FEATURES),

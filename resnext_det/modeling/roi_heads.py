@@ -15,6 +15,7 @@ from detectron2.modeling.roi_heads import Res5ROIHeads
 from torch import nn
 
 from ..config import resnext_template_from_cfg
+from ..layers.norms import resolve_norm
 from ..layers.parallel_roi_align import ParallelROIAlign
 from .trunk import STAGE_BLOCKS, make_resnext_stage
 
@@ -45,7 +46,7 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
             cardinality=template["cardinality"],
             bottleneck_width=template["bottleneck_width"],
             res2_out_channels=res2_out,
-            norm=template["norm"],
+            norm=resolve_norm(template["norm"], cfg.MODEL.DEVICE),
             block_form=template["block_form"],
             shortcuts=template["shortcuts"],
         )

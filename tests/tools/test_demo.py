@@ -150,3 +150,19 @@ def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(quick_demo):
             assert (ours["file_name"], ours["category_id"]) == (theirs["file_name"], theirs["category_id"])
             # detections.json rounds to 0.01 px: 1e-2 px of agreement shows as at most 0.011
             assert max(abs(a - b) for a, b in zip(ours["bbox"], theirs["bbox"], strict=True)) <= 0.011, name
+
+
+def test_test_time_augmentation_on_the_demo(quick_demo):
+    """TEST.AUG.ENABLED through eval_coco.py: one view without flip is the plain evaluation; the
+    README's sizes-and-flip row runs (its AP measured there)."""
+    tmp_path, env, _, first = quick_demo
+    assert first.returncode == 0, first.stderr[-3000:]
+    demo = tmp_path / "demo"
+    stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(demo / "rpn"),
+              "MODEL.WEIGHTS", str(demo / "fast_rcnn" / "model_final.pth")]  # fmt: skip
+    one_view = ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(256,)", "TEST.AUG.MAX_SIZE", "384",
+                "TEST.AUG.FLIP", "False"]  # fmt: skip
+    run_tool("tools/eval_coco.py", *stage2, *one_view, "OUTPUT_DIR", str(tmp_path / "tta1"), env=env)
+    plain = json.loads((demo / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    tta = json.loads((tmp_path / "tta1" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+    assert abs(tta["AP"] - plain["AP"]) <= 0.05 and abs(tta["AP50"] - plain["AP50"]) <= 0.05

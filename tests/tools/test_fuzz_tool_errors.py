@@ -83,7 +83,11 @@ def tool_cases(demo: str, cifar_root: str = MISSING):
         st.just(["DATA.ROOT", MISSING]),
     )
     return {
-        "train_rpn.py": detection_override.map(lambda o: [*rpn, *o]),
+        "train_rpn.py": st.one_of(
+            detection_override.map(lambda o: [*rpn, *o]),
+            st.just([*rpn, "--slurm", "--slurm-gpus-per-node", "0"]),
+            st.just([*rpn, "--voc-dataset", "vz", MISSING, "train"]),
+        ),
         "train_fast_rcnn.py": st.one_of(
             detection_override.map(lambda o: [*frcn, *o]),
             st.just([*frcn[:3], MISSING]),  # --proposals that is not there
@@ -109,6 +113,7 @@ def tool_cases(demo: str, cifar_root: str = MISSING):
                     [*rpn[:2], "--dataset-name", "not_registered"],
                     [*rpn[:2], "--num-images", "0"],
                     [*rpn[:2], "--dataset", "fz", f"{MISSING}/a.json", MISSING, "--dataset-name", "fz"],
+                    [*rpn[:2], "--voc-dataset", "vz", MISSING, "val", "--dataset-name", "vz"],
                 ]
             ),
         ),

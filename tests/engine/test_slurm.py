@@ -1,0 +1,68 @@
+"""--slurm: the training tools submit the same job through submitit; run here with its local
+executor on 2 CPU processes (gloo), torch.distributed set up from the job's environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from resnext_det.engine.slurm import SlurmTask, _port, add_slurm_arguments
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = "configs/demo/rpn_tiny_C4.yaml"
+
+
+def test_requeue_resumes_and_the_port_is_per_job():
+    args = add_slurm_arguments(argparse.ArgumentParser()).parse_args(["--slurm", "--slurm-nodes", "2"])
+    args.resume = False
+    requeued = SlurmTask(print, args).checkpoint()
+    assert requeued.function.args.resume is True and args.resume is False  # the original is untouched
+    assert _port("123") == _port("123") != _port("124") and 20_000 <= _port("123") < 40_000
+    assert (args.slurm_nodes, args.slurm_gpus_per_node, args.slurm_time) == (2, 8, 4320)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.slow  # a 2-process RPN job, a few iterations
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) path runs where CUDA is absent")
+def test_train_rpn_as_a_local_submitit_job_on_two_processes(tmp_path):
+    out = tmp_path / "rpn"
+    env_datasets = ["DATASETS.TRAIN", "('resnext_demo_train',)", "DATASETS.TEST", "('resnext_demo_val',)"]
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "tools/train_rpn.py", "--config-file", CONFIG,
+         "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
+         "--slurm-folder", str(tmp_path / "jobs" / "%j"), *env_datasets,
+         "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "MODEL.WEIGHTS", "",
+         "OUTPUT_DIR", str(out)],
+        cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")},  # the demo data, generated
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "submitted job" in done.stdout and "1 node(s) x 2 GPU(s)" in done.stdout
+    assert (out / "model_final.pth").is_file() and (out / "proposals_resnext_demo_val.pkl").is_file()
+    log = (out / "log.txt").read_text()
+    assert "World size: 2" in log  # the job's two processes formed one process group
+    assert list((tmp_path / "jobs").glob("*/*_log.out"))  # submitit's per-job logs
+
+
+def test_bad_slurm_arguments_are_one_error():
+    done = run(
+        "tools/train_rpn.py",
+        "--config-file",
+        "configs/demo/rpn_tiny_C4.yaml",
+        "--slurm",
+        "--slurm-nodes",
+        "0",
+    )
+    assert (
+        done.returncode == 1 and "--slurm-nodes and --slurm-gpus-per-node must be at least 1" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
