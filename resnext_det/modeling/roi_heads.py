@@ -17,9 +17,10 @@ from torch import nn
 from ..config import resnext_template_from_cfg
 from ..layers.norms import resolve_norm
 from ..layers.parallel_roi_align import ParallelROIAlign
+from ..template import validate_template
 from .trunk import STAGE_BLOCKS, make_resnext_stage
 
-__all__ = ["ResNeXtRes5ROIHeads"]
+__all__ = ["ResNeXtRes5ROIHeads", "resnext_res5_head"]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -38,22 +39,47 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
     @classmethod
     def _build_res5_block(cls, cfg):
         template = resnext_template_from_cfg(cfg)
-        res2_out = template["res2_out_channels"]
-        blocks = make_resnext_stage(
-            5,
-            STAGE_BLOCKS[template["depth"]][3],
-            in_channels=res2_out * 4,
-            cardinality=template["cardinality"],
-            bottleneck_width=template["bottleneck_width"],
-            res2_out_channels=res2_out,
-            norm=resolve_norm(template["norm"], cfg.MODEL.DEVICE),
-            block_form=template["block_form"],
-            shortcuts=template["shortcuts"],
+        template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
+        res5 = resnext_res5_head(
+            **template,
+            zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
+            freeze=cfg.MODEL.RESNEXT.FREEZE_AT >= 5,
         )
-        if cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL:
-            for block in blocks:
-                block.zero_init_residual_()
-        if cfg.MODEL.RESNEXT.FREEZE_AT >= 5:
-            for block in blocks:
-                block.freeze()
-        return nn.Sequential(*blocks), res2_out * 8
+        return res5, template["res2_out_channels"] * 8
+
+
+def resnext_res5_head(
+    depth: int = 50,
+    cardinality: int = 32,
+    bottleneck_width: int = 4,
+    *,
+    norm: str = "FrozenBN",
+    block_form: str = "grouped",
+    stem_out_channels: int = 64,
+    res2_out_channels: int = 256,
+    shortcuts: bool = True,
+    zero_init_residual: bool = False,
+    freeze: bool = False,
+) -> nn.Sequential:
+    """The trunk's res5 as the C4 box head's ``res5`` module (input: res4's 4x RES2_OUT_CHANNELS
+    channels; output: 8x). Keyword arguments, so that LazyConfig files build it too."""
+    validate_template(
+        depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels, res2_out_channels
+    )
+    blocks = make_resnext_stage(
+        5,
+        STAGE_BLOCKS[depth][3],
+        in_channels=res2_out_channels * 4,
+        cardinality=cardinality,
+        bottleneck_width=bottleneck_width,
+        res2_out_channels=res2_out_channels,
+        norm=norm,
+        block_form=block_form,
+        shortcuts=shortcuts,
+    )
+    for block in blocks:
+        if zero_init_residual:
+            block.zero_init_residual_()
+        if freeze:
+            block.freeze()
+    return nn.Sequential(*blocks)

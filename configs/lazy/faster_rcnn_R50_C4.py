@@ -1,0 +1,10 @@
+# LazyConfig twin of configs/COCO-Detection/faster_rcnn_R50_C4.yaml:
+# Faster R-CNN C4 end to end (Detectron's 1x),
+# ResNeXt template (50, 1, 64) as depth, cardinality, bottleneck width.
+from .common.c4 import c4_dataloader, c4_model, c4_schedule, optimizer, train
+
+model = c4_model("faster_rcnn", 50, 1, 64)
+dataloader = c4_dataloader(16)
+lr_multiplier = c4_schedule(90000, (60000, 80000))
+optimizer.lr = 0.02
+train.max_iter = 90000
