@@ -113,9 +113,14 @@ def run_tool(main: Callable, args, preflight: Callable[[], object] | None = None
 def submit_to_slurm(main: Callable, args, preflight: Callable[[], object] | None = None):
     """Check what can be checked here (not the GPUs: they are on the nodes), submit, and with
     ``--slurm-wait`` wait for the job: its failure is this tool's, with the job's error."""
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError(
+            "--slurm submits through submitit: pip install submitit (or resnext-det[slurm])"
+        ) from None
 
-    from .slurm import slurm_processes, submit
+    from .slurm import job_failure, slurm_processes, submit
 
     if args.slurm_nodes < 1 or args.slurm_gpus_per_node < 1:
         raise ConfigError(
@@ -132,9 +137,10 @@ def submit_to_slurm(main: Callable, args, preflight: Callable[[], object] | None
         return job
     try:
         return job.result()
-    except submitit.core.utils.FailedJobError as e:
-        tail = str(e).strip().splitlines()[-1:] or ["(no message)"]
-        raise SlurmJobError(f"job {job.job_id} failed ({tail[0]}); its log: {job.paths.stderr}") from None
+    except submitit.core.utils.FailedJobError:
+        raise SlurmJobError(
+            f"job {job.job_id} failed ({job_failure(job)}); its log: {job.paths.stderr}"
+        ) from None
 
 
 def preflight(args, proposals_dir: str | None = None, test_only: bool = False):

@@ -19,7 +19,7 @@ import sys
 import zlib
 from pathlib import Path
 
-__all__ = ["SlurmTask", "add_slurm_arguments", "submit"]
+__all__ = ["SlurmTask", "add_slurm_arguments", "job_failure", "submit"]
 
 
 def add_slurm_arguments(parser):
@@ -90,6 +90,18 @@ class SlurmTask:
         task = copy.copy(self)
         task.args = resumed
         return submitit.helpers.DelayedSubmission(task)
+
+
+def job_failure(job) -> str:
+    """The line of a failed job's log that says why: its last error line, else its last line."""
+    log = Path(job.paths.stderr)
+    lines = (
+        [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        if log.is_file()
+        else []
+    )
+    errors = [line for line in lines if line.startswith("error:") or "Error" in line.split(":")[0]]
+    return (errors or lines or ["no message in the log"])[-1][:300]
 
 
 def slurm_processes(args) -> None:

@@ -66,3 +66,18 @@ def test_bad_slurm_arguments_are_one_error():
         done.returncode == 1 and "--slurm-nodes and --slurm-gpus-per-node must be at least 1" in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_a_failed_jobs_reason_is_its_last_error_line(tmp_path):
+    from types import SimpleNamespace
+
+    from resnext_det.engine.slurm import job_failure
+
+    log = tmp_path / "0_log.err"
+    log.write_text("WARNING: something\nTraceback (most recent call last):\n  File x\nValueError: boom\n\n")
+    job = SimpleNamespace(paths=SimpleNamespace(stderr=log))
+    assert job_failure(job) == "ValueError: boom"
+    log.write_text("just a line\n")
+    assert job_failure(job) == "just a line"
+    missing = SimpleNamespace(paths=SimpleNamespace(stderr=tmp_path / "none"))
+    assert job_failure(missing) == "no message in the log"
