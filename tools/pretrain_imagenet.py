@@ -15,56 +15,31 @@ import logging
 import os
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from pretrain.config import autocast_dtype, get_pretrain_cfg, uses_channels_last
+from pretrain.config import get_pretrain_cfg
 from pretrain.data import build_datasets
 from pretrain.engine import build_classifier, evaluate, load_classifier_weights, train
+from pretrain.tool import load_tool_cfg, preflight_classification, setup_run
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.config import resnext_template_from_cfg
-from resnext_det.engine.cli import add_overwrite_argument, check_device, run_tool
-from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
-from resnext_det.engine.launch import check_batch_divides, check_weights_file
-from resnext_det.engine.output_dir import prepare_output_dir
+from resnext_det.engine.cli import add_overwrite_argument, run_tool
 from resnext_det.engine.slurm import add_slurm_arguments
 
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 
 def load_cfg(args):
-    cfg = get_pretrain_cfg()
-    merge_config(cfg, args.config_file, args.opts)
-    cfg.freeze()
-    autocast_dtype(cfg), uses_channels_last(cfg)  # a bad SOLVER.AMP / MEMORY_FORMAT fails here, named
-    return cfg
-
-
-def setup(args):
-    cfg = load_cfg(args)
-    default_setup(cfg, args)
-    apply_deterministic_mode(cfg)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pretrain")
-    return cfg
+    return load_tool_cfg(args, get_pretrain_cfg)
 
 
 def preflight(args) -> None:
     """The config, device, ImageNet folder layout and OUTPUT_DIR, before any worker starts."""
-    cfg = load_cfg(args)
-    if not args.slurm:  # a Slurm job's GPUs are on its nodes, not here
-        check_device(cfg.MODEL.DEVICE)
-    check_weights_file(cfg.MODEL.WEIGHTS)
-    resnext_template_from_cfg(cfg)  # the template's keys, named, before anything is built
-    processes = args.num_gpus * args.num_machines
-    for key in ("SOLVER.IMS_PER_BATCH", "TEST.IMS_PER_BATCH"):
-        section, name = key.split(".")
-        check_batch_divides(key, cfg[section][name], processes)
-    build_datasets(cfg, with_train=not args.eval_only)
-    if not args.eval_only:
-        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
+    preflight_classification(args, load_cfg(args), resnext_template_from_cfg, build_datasets)
 
 
 def main(args):
-    cfg = setup(args)
+    cfg = load_cfg(args)
+    setup_run(cfg, args)
     logger = logging.getLogger("pretrain")
     if args.eval_only:
         model = build_classifier(cfg)

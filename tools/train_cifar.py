@@ -23,50 +23,29 @@ from pretrain.cifar import (
     get_cifar_cfg,
 )
 from pretrain.cifar_data import build_cifar_datasets
-from pretrain.config import autocast_dtype, uses_channels_last
 from pretrain.engine import evaluate, load_classifier_weights, train
+from pretrain.tool import load_tool_cfg, preflight_classification, setup_run
 from resnext_det.atomic_files import atomic_write_json
-from resnext_det.engine.cli import add_overwrite_argument, check_device, run_tool
-from resnext_det.engine.defaults import apply_deterministic_mode, merge_config
-from resnext_det.engine.launch import check_batch_divides, check_weights_file
-from resnext_det.engine.output_dir import prepare_output_dir
+from resnext_det.engine.cli import add_overwrite_argument, run_tool
 from resnext_det.engine.slurm import add_slurm_arguments
 
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 
 def load_cfg(args):
-    cfg = get_cifar_cfg()
-    merge_config(cfg, args.config_file, args.opts)
-    cfg.freeze()
-    autocast_dtype(cfg), uses_channels_last(cfg)  # a bad SOLVER.AMP / MEMORY_FORMAT fails here, named
-    return cfg
+    return load_tool_cfg(args, get_cifar_cfg)
 
 
 def preflight(args) -> None:
     """The config, device, template, batch split, the CIFAR files and OUTPUT_DIR, before any
     worker starts."""
-    cfg = load_cfg(args)
-    if not args.slurm:  # a Slurm job's GPUs are on its nodes, not here
-        check_device(cfg.MODEL.DEVICE)
-    check_weights_file(cfg.MODEL.WEIGHTS)
-    cifar_template_from_cfg(cfg)
-    processes = args.num_gpus * args.num_machines
-    for key in ("SOLVER.IMS_PER_BATCH", "TEST.IMS_PER_BATCH"):
-        section, name = key.split(".")
-        check_batch_divides(key, cfg[section][name], processes)
-    build_cifar_datasets(cfg, with_train=not args.eval_only)
-    if not args.eval_only:
-        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
+    preflight_classification(args, load_cfg(args), cifar_template_from_cfg, build_cifar_datasets)
 
 
 def main(args):
     cfg = load_cfg(args)
-    default_setup(cfg, args)
-    apply_deterministic_mode(cfg)
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pretrain")
+    setup_run(cfg, args)
     datasets = build_cifar_datasets(cfg, with_train=not args.eval_only)
     if args.eval_only:
         model = build_cifar_classifier(cfg)
