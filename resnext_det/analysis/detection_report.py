@@ -14,7 +14,7 @@ from .coco_pair import load_coco_pair
 from .confusion import confusion_matrix
 from .error_breakdown import error_breakdown
 from .error_plots import plot_confusion_matrix, plot_error_breakdown, plot_pr_curves
-from .pr_curves import pr_curves
+from .pr_curves import analysis_precision, pr_curves
 
 __all__ = ["ANALYSIS_FILES", "analyze_detections"]
 
@@ -41,8 +41,9 @@ def analyze_detections(
     pair = load_coco_pair(ground_truth_json, results_json)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    curves = pr_curves(pair)
-    breakdown = error_breakdown(pair)
+    precision = analysis_precision(pair)  # one pycocotools pass for the curves and the breakdown
+    curves = pr_curves(pair, precision)
+    breakdown = error_breakdown(pair, precision)
     confusion = confusion_matrix(pair, iou=iou, score_threshold=score_threshold)
     analysis = {
         "ground_truth": str(ground_truth_json),

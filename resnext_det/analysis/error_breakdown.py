@@ -26,7 +26,13 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from .coco_pair import CocoPair, quiet
-from .pr_curves import RECALL_LEVELS, mean_where_defined, precision_curves
+from .pr_curves import (
+    COCO_IOUS,
+    RECALL_LEVELS,
+    analysis_precision,
+    mean_where_defined,
+    precision_curves,
+)
 
 __all__ = ["ERROR_TYPES", "error_breakdown", "error_curves"]
 
@@ -54,12 +60,15 @@ def _ground_truth_forgiving(pair: CocoPair, category_id: int, confusable: set[in
     return gt
 
 
-def error_curves(pair: CocoPair) -> np.ndarray:
+def error_curves(pair: CocoPair, precision: np.ndarray | None = None) -> np.ndarray:
     """Precision ``[7 (ERROR_TYPES), 101 recall levels, classes]``; -1 for a class without
-    ground truth."""
+    ground truth. ``precision``: ``analysis_precision(pair)``, when the caller has it already."""
     ids = pair.category_ids
+    if precision is None:
+        precision = analysis_precision(pair)
     curves = np.empty((len(ERROR_TYPES), len(RECALL_LEVELS), len(ids)))
-    curves[:3] = precision_curves(pair, [0.75, 0.5, 0.1])
+    # C75, C50, Loc: ANALYSIS_IOUS' rows 0.75 (COCO's sixth), 0.5 (its first) and 0.1 (after COCO's ten)
+    curves[:3] = precision[[5, 0, len(COCO_IOUS)]]
     for k, category_id in enumerate(ids):
         supercategory = pair.supercategory(category_id)
         others = set(ids) - {category_id}
@@ -72,11 +81,11 @@ def error_curves(pair: CocoPair) -> np.ndarray:
     return curves
 
 
-def error_breakdown(pair: CocoPair) -> dict:
+def error_breakdown(pair: CocoPair, precision: np.ndarray | None = None) -> dict:
     """``{"types": ERROR_TYPES, "all": {type: AP}, "classes": {name: {type: AP} or None},
     "curves": {"all"|name: {type: precision at the 101 recall levels}}}``; "all" is the mean over
     the classes with ground truth."""
-    curves = error_curves(pair)
+    curves = error_curves(pair, precision)
     overall = mean_where_defined(curves, axis=2)  # [7, 101]
     result: dict = {"types": list(ERROR_TYPES), "all": None, "classes": {}, "curves": {}}
     if overall[0, 0] > -1:

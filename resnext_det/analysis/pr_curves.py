@@ -14,7 +14,16 @@ from pycocotools.cocoeval import COCOeval
 
 from .coco_pair import CocoPair, quiet
 
-__all__ = ["COCO_IOUS", "PR_CURVES", "RECALL_LEVELS", "mean_where_defined", "pr_curves", "precision_curves"]
+__all__ = [
+    "ANALYSIS_IOUS",
+    "COCO_IOUS",
+    "PR_CURVES",
+    "RECALL_LEVELS",
+    "analysis_precision",
+    "mean_where_defined",
+    "pr_curves",
+    "precision_curves",
+]
 
 #: COCO's 101 recall levels 0, 0.01, ..., 1.
 RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
@@ -22,6 +31,9 @@ RECALL_LEVELS = np.linspace(0.0, 1.0, 101)
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 #: curve name -> indices into COCO_IOUS whose precision it averages.
 PR_CURVES = {"IoU 0.5": [0], "IoU 0.75": [5], "IoU 0.5:0.95": list(range(10))}
+#: The IoUs of the whole error analysis: COCO's ten, then the error breakdown's 0.1 (Loc). One
+#: pycocotools pass at these serves both the PR curves and the breakdown (``analysis_precision``).
+ANALYSIS_IOUS = (*COCO_IOUS, 0.1)
 
 
 def precision_curves(
@@ -60,11 +72,19 @@ def mean_where_defined(curves: np.ndarray, axis: int) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), -1.0)
 
 
-def pr_curves(pair: CocoPair) -> dict:
+def analysis_precision(pair: CocoPair) -> np.ndarray:
+    """Precision ``[len(ANALYSIS_IOUS), 101, classes]``: the one all-category pass of the analysis."""
+    return precision_curves(pair, ANALYSIS_IOUS)
+
+
+def pr_curves(pair: CocoPair, precision: np.ndarray | None = None) -> dict:
     """``{"recall": [101 levels], "classes": {name: {curve: {"ap", "precision"}}}, "all": ...}``:
     every class's curves and their mean over the classes with ground truth ("all"); a class
-    without ground truth has ``None``. The "IoU 0.5:0.95" AP of "all" is COCO's AP."""
-    precision = precision_curves(pair, COCO_IOUS)  # [10, 101, K]
+    without ground truth has ``None``. The "IoU 0.5:0.95" AP of "all" is COCO's AP.
+    ``precision``: ``analysis_precision(pair)``, when the caller has it already."""
+    if precision is None:
+        precision = precision_curves(pair, COCO_IOUS)
+    precision = precision[: len(COCO_IOUS)]  # [10, 101, K]
     by_class: dict = {name: {} for name in pair.class_names}
     overall: dict = {}
     for curve, ious in PR_CURVES.items():
