@@ -88,9 +88,12 @@ def draw_augmented(mapped: dict, metadata, input_format: str) -> np.ndarray:
     return drawer.overlay_instances(boxes=instances.gt_boxes.tensor.numpy(), labels=labels).get_image()
 
 
-def draw_proposals(record: dict, proposals: np.ndarray, recall: dict, metadata, top_k: int) -> np.ndarray:
-    """The top-k proposals in faint yellow; each object outlined by how well its assigned
-    proposal fits it (green: IoU >= 0.7, orange: >= 0.5, red dashed: missed), with that IoU."""
+def draw_proposals(
+    record: dict, objects, proposals: np.ndarray, recall: dict, metadata, top_k: int
+) -> np.ndarray:
+    """The top-k proposals in faint yellow; each of the record's ``objects`` (``_objects``) outlined
+    by how well its assigned proposal fits it (green: IoU >= 0.7, orange: >= 0.5, red dashed:
+    missed), with that IoU."""
     image = read_image(record["file_name"], format="RGB")
     drawer = visualizer(image, metadata)
     from matplotlib.patches import Rectangle
@@ -100,7 +103,7 @@ def draw_proposals(record: dict, proposals: np.ndarray, recall: dict, metadata, 
             Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", alpha=0.45,
                       linewidth=0.5 * drawer.output.scale)
         )  # fmt: skip
-    boxes, classes = _objects(record)
+    boxes, classes = objects
     for box, cls, iou in zip(boxes, classes, recall["iou"], strict=True):
         colour = _FOUND if iou >= RECALL_IOUS[1] else _LOOSE if iou >= RECALL_IOUS[0] else _MISSED
         drawer.draw_box(box, alpha=1.0, edge_color=colour, line_style="-" if colour != _MISSED else "--")
@@ -154,18 +157,17 @@ def browse_dataset(
     metadata = dataset_metadata(dataset_name)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
+    objects = [_objects(r) for r in records]  # (boxes, classes) of each record, once
     entries = [
-        {"file_name": r["file_name"], "image_id": r["image_id"], "objects": len(_objects(r)[1])}
-        for r in records
+        {"file_name": r["file_name"], "image_id": r["image_id"], "objects": len(classes)}
+        for r, (_, classes) in zip(records, objects, strict=True)
     ]
     summary: dict = {"dataset": dataset_name, "what": what, "images": len(records)}
     order = list(range(len(records)))
     if what == "proposals":
-        boxes_of = {}
-        for entry, record in zip(entries, records, strict=True):
-            boxes = proposals(record["image_id"])[0][:top_k]
-            boxes_of[record["image_id"]] = boxes
-            entry.update(proposals=len(boxes), **proposal_recall(_objects(record)[0], boxes))
+        top = [proposals(record["image_id"])[0][:top_k] for record in records]
+        for entry, (boxes, _), kept in zip(entries, objects, top, strict=True):
+            entry.update(proposals=len(kept), **proposal_recall(boxes, kept))
         summary.update(top_k=top_k, **_pooled_recall(entries))
         if worst_first:
 
@@ -190,7 +192,7 @@ def browse_dataset(
                     entry["input_boxes"] = mapped["instances"].gt_boxes.tensor.round(decimals=2).tolist()
                 drawn = draw_augmented(mapped, metadata, cfg.INPUT.FORMAT)
             else:
-                drawn = draw_proposals(record, boxes_of[record["image_id"]], entry, metadata, top_k)
+                drawn = draw_proposals(record, objects[k], top[k], entry, metadata, top_k)
             target = output / f"{Path(record['file_name']).stem}.png"
             Image.fromarray(drawn).save(target)
             entry["picture"] = str(target)

@@ -18,7 +18,7 @@ from ..config import resnext_template_from_cfg
 from ..layers.norms import resolve_norm
 from ..layers.parallel_roi_align import ParallelROIAlign
 from ..template import validate_template
-from .trunk import STAGE_BLOCKS, make_resnext_stage
+from .trunk import STAGE_BLOCKS, stack_resnext_stages
 
 __all__ = ["ResNeXtRes5ROIHeads", "resnext_res5_head"]
 
@@ -66,9 +66,9 @@ def resnext_res5_head(
     validate_template(
         depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels, res2_out_channels
     )
-    blocks = make_resnext_stage(
-        5,
-        STAGE_BLOCKS[depth][3],
+    (blocks,) = stack_resnext_stages(
+        [STAGE_BLOCKS[depth][3]],
+        first_stage=5,
         in_channels=res2_out_channels * 4,
         cardinality=cardinality,
         bottleneck_width=bottleneck_width,
@@ -76,10 +76,9 @@ def resnext_res5_head(
         norm=norm,
         block_form=block_form,
         shortcuts=shortcuts,
+        zero_init_residual=zero_init_residual,
     )
-    for block in blocks:
-        if zero_init_residual:
-            block.zero_init_residual_()
-        if freeze:
+    if freeze:
+        for block in blocks:
             block.freeze()
     return nn.Sequential(*blocks)

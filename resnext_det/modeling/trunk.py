@@ -107,11 +107,13 @@ def stack_resnext_stages(
     block_form: str = "grouped",
     shortcuts: bool = True,
     zero_init_residual: bool = False,
+    first_stage: int = 2,
 ) -> list[list[ResNeXtBlock]]:
-    """Stages res2, res3, ... of ``blocks_per_stage[k]`` blocks each, every stage taking the last
-    one's output (the ImageNet trunk: Table 1's counts; the CIFAR network: three stages of n)."""
+    """Stages res{first_stage}, ... of ``blocks_per_stage[k]`` blocks each, every stage taking the
+    last one's output (the ImageNet trunk: Table 1's counts; the CIFAR network: three stages of n;
+    the C4 box head: res5 alone)."""
     stages = []
-    for stage_index, num_blocks in enumerate(blocks_per_stage, start=2):
+    for stage_index, num_blocks in enumerate(blocks_per_stage, start=first_stage):
         stage = make_resnext_stage(
             stage_index,
             num_blocks,
