@@ -23,7 +23,11 @@ setup(
     # are also installed inside the package, so `resnext_det.get_config_file()` works after a
     # non-editable `pip install`.
     package_dir={"resnext_det.configs": "configs"},
-    package_data={"resnext_det.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml", "lazy/*.py", "lazy/common/*.py"]},
+    package_data={
+        "resnext_det.configs": [
+            "*.yaml", "*/*.yaml", "*/*/*.yaml", "lazy/*.py", "lazy/common/*.py", "lazy/demo/*.py",
+        ]
+    },
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

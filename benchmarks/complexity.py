@@ -5,7 +5,7 @@
 
 Parameters are counted on the built classifier; FLOPs are fvcore's multiply-adds of one forward
 pass (one multiply-add = one FLOP, the paper's convention) at 224x224 (ImageNet) or 32x32
-(CIFAR). The README's "The paper's experiments" tables quote ``complexity.md``.
+(CIFAR). docs/experiments.md and the README include ``complexity.md`` / ``.json``.
 """
 
 from __future__ import annotations

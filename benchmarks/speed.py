@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed side by side: this project's ResNeXt vs detectron2's built-in ResNeXt vs ResNet-50.
 
-  python benchmarks/speed.py                 # the README's table, about 13 minutes on 2 cores
+  python benchmarks/speed.py                 # docs/speed.md's table, about 5-13 minutes on 2 cores
   python benchmarks/speed.py --quick         # tiny sizes, one repetition: checks the script runs
   python benchmarks/speed.py --only deploy   # exported-model rows only, about 5 minutes
   python benchmarks/speed.py --device cuda --only detectors,memory   # some groups, on a GPU
@@ -39,7 +39,7 @@ the same round), with their range, which is steadier on a shared machine than a 
 ``torch.cuda.synchronize()`` (kernels are asynchronous, so a timer alone measures the launch), bf16
 autocast runs on the GPU, and the matmul peak is the GPU's.
 
-Writes ``speed.md`` (the README's table), ``speed.json`` and ``speed_ratios.png`` to ``--output``;
+Writes ``speed.md`` (docs/speed.md includes it), ``speed.json`` and ``speed_ratios.png`` to ``--output``;
 with ``--only``, ``speed_<groups>.*`` (e.g. ``speed_deploy.md``), so the full table is kept.
 """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnext_det.errors import ConfigError, DatasetLayoutError, ImageFileError
+from resnext_det.seeding import mix_seed
 
 import torch
 from detectron2.utils import comm
@@ -153,7 +154,8 @@ def build_loader(cfg, dataset, *, train: bool, epoch: int = 0) -> DataLoader:
         indices = list(range(rank, len(dataset), world))
         sampler = indices
         batch = max(1, cfg.TEST.IMS_PER_BATCH // world)
-    generator = torch.Generator().manual_seed(cfg.SEED * 100_003 + epoch * 1_009 + rank)  # see seed_epoch
+    # (SEED, epoch, rank) as hooks.seed_epoch, with a fourth part: a stream of its own
+    generator = torch.Generator().manual_seed(mix_seed(cfg.SEED, epoch, rank, 1))
     return DataLoader(
         dataset,
         batch_size=batch,

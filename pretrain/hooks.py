@@ -13,7 +13,7 @@ import time
 from contextlib import nullcontext
 
 from resnext_det.checkpoint.safe_checkpointer import SafeCheckpointer
-from resnext_det.seeding import seed_all
+from resnext_det.seeding import mix_seed, seed_all
 
 import torch
 from detectron2.engine import SimpleTrainer, hooks
@@ -33,9 +33,7 @@ def seed_epoch(cfg, epoch: int) -> None:
 
     Epoch -1 seeds the weight initialisation (the same on every rank)."""
     rank = comm.get_rank() if epoch >= 0 else 0
-    # Not mix_seed: pretraining's streams stay those its measured results came from (see
-    # resnext_det.seeding: mixing these seeds the same way changes the demo's numbers).
-    seed_all((cfg.SEED * 100_003 + (epoch + 1) * 1_009 + rank) % 2**31)
+    seed_all(mix_seed(cfg.SEED, epoch + 1, rank))
 
 
 class EpochStream:

@@ -289,7 +289,7 @@ def apply() -> list[str]:
             "resnext_det needs detectron2, which is not installed in this Python "
             f"({sys.executable}). Run `make test` (or scripts/install.sh) in the resnext-det "
             "checkout to install the pure-Python build, or install an official build as the "
-            "README's 'Installing' section says."
+            "docs/install.md says."
         ) from e
     _alias_pillow_linear()
     _install_c_stand_in()

@@ -5,7 +5,7 @@ a weights file of another architecture, a run that diverged ...) derives from
 ``ResNeXtDetError``, whose message names the file or key, says what was expected and what to
 do. The tools print that message and exit with status 1
 (``resnext_det.engine.cli.exit_on_user_error``); anything else is a bug and keeps its
-traceback. The README's troubleshooting table lists them all.
+traceback. docs/troubleshooting.md's table lists them all.
 """
 
 from __future__ import annotations

@@ -3,12 +3,8 @@
 Exact ``--resume`` (detection and pretraining) rests on every random draw being a function of
 (SEED, position, rank): ``mix_seed`` derives one seed from such a tuple, the same on every
 machine; ``RNGState`` is the checkpointable state of Python's, numpy's and torch's generators;
-``seeded_rngs`` seeds them for a block and restores them afterwards.
-
-Pretraining still derives its epoch seeds linearly (``SEED * 100003 + epoch * 1009 + rank``),
-as it always has: moving it to ``mix_seed`` changes its random streams, and with them the demo's
-measured results (tried: the quick demo's AP50 went from 74.7 to 47.7, the full one's from 83.5
-to 84.2), so that is left for a change that re-measures and re-baselines the demo.
+``seeded_rngs`` seeds them for a block and restores them afterwards. Detection and pretraining
+both derive their seeds with ``mix_seed``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,25 @@
 #!/usr/bin/env python
-"""The README's pictures, regenerated from the quick demo: one command.
+"""The docs' pictures and demo numbers, regenerated from the demo: one command.
 
-  python scripts/readme_pictures.py                       # runs (or continues) the quick demo first
-  python scripts/readme_pictures.py --demo-dir output/demo_quick --no-run   # only copy
+  python scripts/readme_pictures.py                       # runs (or continues) the demo first
+  python scripts/readme_pictures.py --demo-dir output/demo --no-run   # only copy
 
-Runs ``tools/demo.py --quick --output-dir DEMO_DIR`` (finished stages are kept, so a second call
+Runs ``tools/demo.py --output-dir DEMO_DIR`` (finished stages are kept, so a second call
 only copies), then copies into ``docs/``: the drawn detections (``demo_detections.jpg``), the
 training curves (``demo_curves.png``), the error breakdown and the confusion matrix of
 ``eval_coco.py --analysis`` (``demo_error_breakdown.png``, ``demo_confusion_matrix.png``), and
-``browse_dataset.py``'s proposal contact sheet (``demo_proposals.jpg``). Photos go to JPEG
-(smaller, at most 1200 px wide), plots stay PNG (sharper).
+``browse_dataset.py``'s proposal contact sheet (``demo_proposals.jpg``), and the demo's
+``demo_results.json``, whose numbers ``scripts/update_docs.py`` then writes into the pages (it
+runs last). Photos go to JPEG (smaller, at most 1200 px wide), plots stay PNG (sharper).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -32,22 +35,54 @@ PICTURES = {
 }
 
 
+#: docs/detection.md's test-time augmentation rows: (label, eval_coco.py overrides)
+_TTA = ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES"]
+TTA_VIEWS = [
+    ("none (the demo's evaluation)", []),
+    ("256 (one view, no flip)", [*_TTA, "(256,)", "TEST.AUG.FLIP", "False"]),
+    ("256 + flip", [*_TTA, "(256,)", "TEST.AUG.FLIP", "True"]),
+    ("224, 256, 288, each + flip", [*_TTA, "(224, 256, 288)", "TEST.AUG.FLIP", "True"]),
+]
+
+
+def measure_tta(demo: Path) -> dict:
+    """The demo's stage 2 evaluated plain and under each TTA_VIEWS row: AP, AP50, AP75 and the
+    tool run's seconds (the same command, so their ratio is TTA's cost)."""
+    rows = {}
+    for label, views in TTA_VIEWS:
+        out = demo / "tta" / str(len(rows))
+        command = [
+            sys.executable, "-W", "ignore", "tools/eval_coco.py",
+            "--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(demo / "rpn"),
+            "MODEL.WEIGHTS", str(demo / "fast_rcnn" / "model_final.pth"), "TEST.AUG.MAX_SIZE", "384",
+            *views, "OUTPUT_DIR", str(out),
+        ]  # fmt: skip
+        start = time.perf_counter()
+        if subprocess.run(command, cwd=ROOT, capture_output=True).returncode != 0:
+            sys.exit(f"error: {' '.join(command)} failed")
+        seconds = time.perf_counter() - start
+        box = json.loads((out / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+        rows[label] = {**{k: box[k] for k in ("AP", "AP50", "AP75")}, "seconds": round(seconds, 1)}
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--demo-dir", default="output/demo_quick", help="the quick demo's --output-dir")
+    parser.add_argument("--demo-dir", default="output/demo", help="the demo's --output-dir")
     parser.add_argument("--no-run", action="store_true", help="only copy from an existing demo folder")
     args = parser.parse_args(argv)
     demo = Path(args.demo_dir)
     if not args.no_run:
-        command = [sys.executable, "tools/demo.py", "--quick", "--output-dir", str(demo)]
+        command = [sys.executable, "tools/demo.py", "--output-dir", str(demo)]
         print("$", " ".join(command), flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             return 1
-    missing = [str(demo / source) for source in PICTURES.values() if not (demo / source).is_file()]
+    needed = [*PICTURES.values(), "demo_results.json"]
+    missing = [str(demo / source) for source in needed if not (demo / source).is_file()]
     if missing:
-        sys.exit(f"error: {demo} lacks {', '.join(missing)}: run the quick demo into it (drop --no-run)")
+        sys.exit(f"error: {demo} lacks {', '.join(missing)}: run the demo into it (drop --no-run)")
     for target, source in PICTURES.items():
         with Image.open(demo / source) as image:
             destination = ROOT / "docs" / target
@@ -58,7 +93,14 @@ def main(argv=None) -> int:
             else:
                 image.save(destination, optimize=True)
         print(f"{demo / source} -> docs/{target}")
-    return 0
+    tta = measure_tta(demo)
+    (ROOT / "docs" / "demo_tta.json").write_text(json.dumps(tta, indent=1) + "\n")
+    print(f"test-time augmentation on {demo}'s stages -> docs/demo_tta.json")
+    results = json.loads((demo / "demo_results.json").read_text())
+    results.pop("pictures", None)  # a path on the machine that ran it
+    (ROOT / "docs" / "demo_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{demo / 'demo_results.json'} -> docs/demo_results.json")
+    return subprocess.run([sys.executable, "scripts/update_docs.py"], cwd=ROOT).returncode
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ def test_apply_is_idempotent():
     assert torch.equal(torch.zeros(1), torch.zeros(1))
 
 
-#: What compat must patch on each build the project is tested on (README, "What compat fixes").
+#: What compat must patch on each build the project is tested on (docs/install.md, "What compat fixes").
 EXPECTED_FIXES = {
     "detectron2 0.6 fallback (no compiled ops)": [
         "PIL.Image.LINEAR = BILINEAR",

@@ -1,8 +1,10 @@
-"""Every YAML config of configs/COCO-Detection/ has a LazyConfig twin in configs/lazy/ that builds
-the same model (state-dict keys and shapes) and the same schedule (batch, lr, steps, iterations)."""
+"""Every YAML config of configs/COCO-Detection/ has a LazyConfig twin in configs/lazy/ (and the
+demo's two stages one in configs/lazy/demo/) that builds the same model (state-dict keys and
+shapes) and the same schedule (batch, lr, steps, iterations)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from resnext_det import add_resnext_config, add_two_stage_config
@@ -11,16 +13,21 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.modeling import build_model
+from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 YAML_TWINS = sorted(p.stem for p in (CONFIGS / "COCO-Detection").glob("*.yaml"))
+#: (YAML config, its LazyConfig twin), relative to configs/
+PAIRS = [(f"COCO-Detection/{name}.yaml", f"lazy/{name}.py") for name in YAML_TWINS] + [
+    (f"demo/{stage}_tiny_C4.yaml", f"lazy/demo/{stage}_tiny_C4.py") for stage in ("rpn", "fast_rcnn")
+]
 
 
-def yaml_cfg(name: str):
+def yaml_cfg(path: str):
     cfg = get_cfg()
     add_resnext_config(cfg)
     add_two_stage_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "COCO-Detection" / f"{name}.yaml"))
+    cfg.merge_from_file(str(CONFIGS / path))
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 
@@ -30,10 +37,10 @@ def test_every_yaml_config_has_a_lazy_twin():
     assert lazy == YAML_TWINS and len(lazy) == 15
 
 
-@pytest.mark.parametrize("name", YAML_TWINS)
-def test_lazy_twin_builds_the_same_model_and_schedule(name):
-    cfg = yaml_cfg(name)
-    lazy = LazyConfig.load(str(CONFIGS / "lazy" / f"{name}.py"))
+@pytest.mark.parametrize(("yaml", "twin"), PAIRS, ids=[twin for _, twin in PAIRS])
+def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
+    cfg = yaml_cfg(yaml)
+    lazy = LazyConfig.load(str(CONFIGS / twin))
     with torch.device("meta"):
         ours = {k: tuple(v.shape) for k, v in instantiate(lazy.model).state_dict().items()}
     cfg.MODEL.DEVICE = "meta"
@@ -61,6 +68,28 @@ def test_lazy_twin_builds_the_same_model_and_schedule(name):
     topk = (cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN, cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST)
     expected = topk if cfg.MODEL.LOAD_PROPOSALS else (None, None)
     assert (train.mapper.precomputed_proposal_topk, test.mapper.precomputed_proposal_topk) == expected
+    assert test.mapper.augmentations[0].max_size == cfg.INPUT.MAX_SIZE_TEST
+    # the RPN's top-k, which are also what stage 1's proposal files keep (PROPOSALS.* in YAML)
+    rpn = lazy.model.get("proposal_generator")
+    if rpn is not None:
+        r = cfg.MODEL.RPN
+        assert tuple(rpn.pre_nms_topk) == (r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST)
+        assert tuple(rpn.post_nms_topk) == (r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST)
+        if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
+            p = cfg.PROPOSALS
+            assert tuple(rpn.pre_nms_topk) == (p.TRAIN_PRE_NMS_TOPK, p.TEST_PRE_NMS_TOPK)
+            assert tuple(rpn.post_nms_topk) == (p.TRAIN_POST_NMS_TOPK, p.TEST_POST_NMS_TOPK)
+    predictor = lazy.model.get("roi_heads", {}).get("box_predictor")
+    if predictor is not None:  # what the detector keeps at test time (unset: the class's default)
+        defaults = inspect.signature(FastRCNNOutputLayers.__init__).parameters
+        kept = {k: predictor.get(k, defaults[k].default) for k in ("test_nms_thresh", "test_topk_per_image")}
+        assert predictor.test_score_thresh == cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST
+        assert kept == {
+            "test_nms_thresh": cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
+            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+    if cfg.SEED >= 0:  # the demo's fixed seed: model initialisation and data stream
+        assert lazy.train.seed == train.seed == cfg.SEED
 
 
 def test_a_lazy_twin_runs_on_the_cpu():

@@ -164,7 +164,7 @@ def test_imagenet_5k_configs():
 
 
 def test_the_readmes_complexity_table_is_current():
-    """benchmarks/results/complexity.json (the README's table) is what the configs build today;
+    """benchmarks/results/complexity.json (docs/experiments.md's table) is what the configs build today;
     regenerate it with `python benchmarks/complexity.py` after changing a config."""
     import json
     import sys

@@ -1,5 +1,5 @@
 """The speed benchmark's one command runs end to end (``--quick``: tiny sizes, one repetition) and
-writes the table, the JSON and the chart the README shows. Its timings are not asserted here: speed
+writes the table, the JSON and the chart docs/speed.md shows. Its timings are not asserted here: speed
 targets live in the benchmark's own output, not in unit tests."""
 
 from __future__ import annotations

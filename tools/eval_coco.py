@@ -14,8 +14,13 @@
   # precision-recall curves, the COCO error breakdown, a confusion matrix (PNG + analysis.json)
   python tools/eval_coco.py ... --analysis
 
-Results: OUTPUT_DIR/coco_eval.json (and detectron2's coco_instances_results.json per dataset);
-with --analysis, OUTPUT_DIR/analysis/<dataset>/ (resnext_det.analysis.ANALYSIS_FILES).
+  # a LazyConfig file, with detectron2's key=value overrides (not with --images or --exported)
+  python tools/eval_coco.py --config-file configs/lazy/fast_rcnn_X50_32x4d_C4.py \
+      --proposals out/rpn_x50 train.init_checkpoint=out/frcn_x50/model_final.pth
+
+Results: OUTPUT_DIR (train.output_dir) /coco_eval.json (and detectron2's
+inference/<dataset>/coco_instances_results.json); with --analysis, OUTPUT_DIR/analysis/<dataset>/
+(resnext_det.analysis.ANALYSIS_FILES).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from resnext_det.engine.cli import (
 )
 from resnext_det.engine.defaults import merge_config
 from resnext_det.engine.drawing import draw_detections, image_files, two_stage_predictor
+from resnext_det.engine.lazy_config import is_lazy_config, loader_dataset_names
+from resnext_det.engine.lazy_train import setup_lazy_run, train_lazy
 from resnext_det.engine.stages import results_by_dataset
 from resnext_det.errors import ConfigError
 
@@ -126,15 +133,15 @@ def evaluate_exported(args) -> dict:
     results = {}
     for name in cfg.DATASETS.TEST:
         results[name] = evaluate_predictor(predictor, name, Path(cfg.OUTPUT_DIR, "inference", name))
-    report(cfg, results, f"exported {meta['format']} model {args.exported}")
+    report(cfg.OUTPUT_DIR, results, f"exported {meta['format']} model {args.exported}")
     if args.analysis:
-        analyze(cfg, args.score_threshold)
+        analyze(cfg.OUTPUT_DIR, cfg.DATASETS.TEST, args.score_threshold)
     return results
 
 
-def report(cfg, results: dict, what: str = "") -> None:
+def report(output_dir, results: dict, what: str = "") -> None:
     # strict JSON: a metric that cannot be computed (no objects of that size) is null, not NaN
-    atomic_write_json(Path(cfg.OUTPUT_DIR, "coco_eval.json"), _nan_to_none(results))
+    atomic_write_json(Path(output_dir, "coco_eval.json"), _nan_to_none(results))
     for name, r in results.items():
         box = r["bbox"]
         source = f"  [{what}]" if what else ""
@@ -142,17 +149,17 @@ def report(cfg, results: dict, what: str = "") -> None:
         print(f"{name}: " + "  ".join(f"{k} {box[k]:.1f}" for k in keys) + source)
 
 
-def analyze(cfg, score_threshold: float) -> None:
-    """The error analysis of each DATASETS.TEST's detections, from the files the evaluation wrote:
+def analyze(output_dir, dataset_names, score_threshold: float) -> None:
+    """The error analysis of each test dataset's detections, from the files the evaluation wrote:
     the ground truth json that COCOEvaluator read (or converted the dataset to), and its results."""
-    for name in cfg.DATASETS.TEST:
+    for name in dataset_names:
         if MetadataCatalog.get(name).get("evaluator_type", "coco") == "pascal_voc":
             print(f"{name}: no COCO error analysis for a VOC folder (its evaluation is VOC's mAP)")
             continue
-        output = Path(cfg.OUTPUT_DIR, "analysis", name)
+        output = Path(output_dir, "analysis", name)
         analysis = analyze_detections(
             MetadataCatalog.get(name).json_file,
-            Path(cfg.OUTPUT_DIR, "inference", name, "coco_instances_results.json"),
+            Path(output_dir, "inference", name, "coco_instances_results.json"),
             output,
             score_threshold=score_threshold,
         )
@@ -163,18 +170,24 @@ def analyze(cfg, score_threshold: float) -> None:
 
 
 def evaluate(args) -> dict:
-    cfg = setup_cfg(
-        args.config_file,
-        args.opts,
-        args,
-        extra=lambda c: attach_proposal_files(c, args.proposals, test_only=True),
-    )
-    _, results = train_stage(cfg, eval_only=True)
-    results = results_by_dataset(cfg, results)
+    if is_lazy_config(args.config_file):
+        cfg = setup_lazy_run(args, proposals_dir=args.proposals, test_only=True)
+        _, results = train_lazy(cfg, eval_only=True, path=args.config_file)
+        output_dir, names = cfg.train.output_dir, loader_dataset_names(cfg, "test")
+    else:
+        cfg = setup_cfg(
+            args.config_file,
+            args.opts,
+            args,
+            extra=lambda c: attach_proposal_files(c, args.proposals, test_only=True),
+        )
+        _, results = train_stage(cfg, eval_only=True)
+        results = results_by_dataset(cfg, results)
+        output_dir, names = cfg.OUTPUT_DIR, cfg.DATASETS.TEST
     if comm.is_main_process():
-        report(cfg, results)
+        report(output_dir, results)
         if args.analysis:
-            analyze(cfg, args.score_threshold)
+            analyze(output_dir, names, args.score_threshold)
     return results
 
 

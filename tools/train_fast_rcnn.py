@@ -9,6 +9,11 @@ DATASETS.TEST, the memory-mapped store proposals_<dataset>/ (used when there is 
 dataset: PROPOSALS.STORE_DIR) or detectron2's proposals_<dataset>.pkl, covering every image, or
 training does not start. The backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN:
 no feature sharing.
+
+A LazyConfig file works the same way, with detectron2's key=value overrides:
+
+  python tools/train_fast_rcnn.py --config-file configs/lazy/fast_rcnn_X50_32x4d_C4.py --num-gpus 8 \
+      --proposals out/rpn_x50 train.init_checkpoint=x50_in1k_d2.pth train.output_dir=out/frcn_x50
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.lazy_config import is_lazy_config
+from resnext_det.engine.lazy_train import setup_lazy_run, train_lazy
 from resnext_det.engine.slurm import add_slurm_arguments
 
 from detectron2.engine import default_argument_parser
@@ -39,6 +46,9 @@ def parse_args():
 
 def main(args):
     register_datasets_from_args(args)
+    if is_lazy_config(args.config_file):
+        cfg = setup_lazy_run(args, proposals_dir=args.proposals)
+        return train_lazy(cfg, args.resume, args.eval_only, path=args.config_file)[1]
     attach = functools.partial(attach_proposal_files, proposals_dir=args.proposals)
     cfg = setup_cfg(args.config_file, args.opts, args, extra=attach)
     _, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)

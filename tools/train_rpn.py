@@ -8,6 +8,12 @@ After training (or with --eval-only, for MODEL.WEIGHTS) it reports proposal reca
 AR@1000) on DATASETS.TEST and writes OUTPUT_DIR/proposals_<dataset>.pkl for every dataset in
 DATASETS.TRAIN (top PROPOSALS.TRAIN_POST_NMS_TOPK per image) and DATASETS.TEST (top
 PROPOSALS.TEST_POST_NMS_TOPK), for tools/train_fast_rcnn.py --proposals OUTPUT_DIR.
+
+A LazyConfig file works the same way, with detectron2's key=value overrides (its RPN's own
+post_nms_topk / pre_nms_topk decide what the proposal files keep):
+
+  python tools/train_rpn.py --config-file configs/lazy/rpn_X50_32x4d_C4.py --num-gpus 8 \
+      train.init_checkpoint=x50_in1k_d2.pth train.output_dir=out/rpn_x50
 """
 
 from __future__ import annotations
@@ -21,14 +27,22 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
+from resnext_det.engine.lazy_config import is_lazy_config
+from resnext_det.engine.lazy_train import dump_lazy_proposals, setup_lazy_run, train_lazy
 from resnext_det.engine.slurm import add_slurm_arguments
-from resnext_det.engine.stages import report_proposal_recall
+from resnext_det.engine.stages import report_proposal_recall, write_proposal_recall
 
 from detectron2.engine import default_argument_parser
 
 
 def main(args):
     register_datasets_from_args(args)
+    if is_lazy_config(args.config_file):
+        cfg = setup_lazy_run(args)
+        model, results = train_lazy(cfg, args.resume, args.eval_only, path=args.config_file)
+        write_proposal_recall(results, cfg.train.output_dir)
+        dump_lazy_proposals(cfg, model)
+        return results
     cfg = setup_cfg(args.config_file, args.opts, args)
     model, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
     report_proposal_recall(cfg, results)
@@ -39,4 +53,4 @@ def main(args):
 if __name__ == "__main__":
     parser = add_overwrite_argument(add_dataset_argument(default_argument_parser(epilog=__doc__)))
     args = add_slurm_arguments(parser).parse_args()
-    run_tool(main, args, preflight=lambda: preflight(args))
+    run_tool(main, args, preflight=lambda: preflight(args, stage1=True))

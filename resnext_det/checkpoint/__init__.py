@@ -3,6 +3,7 @@
 from .convert import (
     SOURCES,
     WeightsMismatchError,
+    check_weights_file_fits,
     check_weights_fit,
     convert_checkpoint,
     describe_mismatches,
@@ -15,6 +16,7 @@ from .convert import (
 __all__ = [
     "SOURCES",
     "WeightsMismatchError",
+    "check_weights_file_fits",
     "check_weights_fit",
     "convert_checkpoint",
     "describe_mismatches",

@@ -11,6 +11,7 @@ mismatching keys and shapes: never the silent partial load of detectron2's
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import torch
 from ..errors import WeightsMismatchError
 from ..modeling.block_forms import detect_block_form
 from ..template import STAGE_BLOCKS
-from .safe_checkpointer import read_checkpoint_file
+from .safe_checkpointer import read_checkpoint_file, reads_as_torch_file
 
 __all__ = [
     "SOURCES",
@@ -176,6 +177,17 @@ def check_weights_fit(model: torch.nn.Module, weights: dict, source: str = "weig
             f"{source} does not fit the model built from the config (different depth, cardinality, "
             "width or block form?): " + problems
         )
+
+
+def check_weights_file_fits(model: torch.nn.Module, weights: str) -> None:
+    """``check_weights_fit`` for a weights file that resnext_det converted (``__author__``); other
+    files (detectron2's model zoo, a URL) are left to detectron2's checkpointer, which matches by
+    name and warns."""
+    if not (weights and os.path.isfile(weights) and reads_as_torch_file(weights)):
+        return
+    checkpoint = read_checkpoint_file(weights)
+    if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
+        check_weights_fit(model, checkpoint["model"], source=weights)
 
 
 def convert_checkpoint(path: str | Path, source: str) -> dict:

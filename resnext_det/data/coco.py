@@ -34,6 +34,7 @@ __all__ = [
     "DatasetFileError",
     "check_coco_content",
     "check_dataset_files",
+    "check_datasets",
     "check_images_exist",
     "load_checked_coco_json",
     "read_coco_json",
@@ -181,7 +182,12 @@ def register_checked_coco(
 def check_dataset_files(cfg) -> None:
     """Every dataset of DATASETS.TRAIN/TEST must be registered, its json well-formed (module
     docstring) and every image it names present."""
-    for name in dict.fromkeys((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
+    check_datasets((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
+
+
+def check_datasets(names) -> None:
+    """``check_dataset_files`` for a list of dataset names (a LazyConfig's loaders name them)."""
+    for name in dict.fromkeys(names):
         if name not in DatasetCatalog.list():
             raise DatasetFileError(
                 f"dataset {name!r} is not registered; register it with --dataset {name} JSON IMAGE_ROOT "

@@ -24,6 +24,7 @@ __all__ = [
     "draw_shape",
     "demo_dataset_files",
     "generate_demo_dataset",
+    "prepare_demo_splits",
     "prepare_demo_datasets",
     "register_demo_datasets",
 ]
@@ -187,8 +188,13 @@ def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:
 def prepare_demo_datasets(cfg) -> None:
     """The one explicit step that writes the demo data: when ``cfg`` names a demo split, generate
     the splits (if not already there) where its catalog entry points."""
+    prepare_demo_splits((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
+
+
+def prepare_demo_splits(names) -> None:
+    """``prepare_demo_datasets`` for a list of dataset names (a LazyConfig's loaders name them)."""
     from detectron2.data import MetadataCatalog
 
-    named = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n in DEMO_SPLITS]
+    named = [n for n in names if n in DEMO_SPLITS]
     if named:
         generate_demo_dataset(Path(MetadataCatalog.get(named[0]).json_file).parents[1])

@@ -35,6 +35,7 @@ from .checked_mapper import ImageCheckingMapper
 __all__ = [
     "ResumableTrainLoader",
     "ResumableTrainStream",
+    "build_resumable_detection_loader",
     "build_resumable_train_loader",
 ]
 
@@ -50,7 +51,7 @@ class ResumableTrainStream(IterableDataset):
 
     Args:
         dataset_dicts: the training set (detectron2 dataset dicts with ``height``/``width``).
-        mapper: detectron2 mapper (``DatasetMapper`` or ``ProposalStoreMapper``).
+        mapper: detectron2 mapper (``DatasetMapper``, or one in ``ProposalLookupMapper``).
         total_batch_size: images per iteration over all processes (``SOLVER.IMS_PER_BATCH``).
         seed: shared by all processes; the same seed gives the same stream.
         aspect_ratio_grouping: batches of only landscape or only portrait images.
@@ -167,17 +168,44 @@ class ResumableTrainLoader:
         yield from loader
 
 
+def build_resumable_detection_loader(
+    dataset,
+    mapper,
+    total_batch_size: int,
+    *,
+    seed: int = -1,
+    aspect_ratio_grouping: bool = True,
+    num_workers: int = 0,
+) -> ResumableTrainLoader:
+    """The resumable training loader from explicit arguments, for LazyConfig files: what
+    ``detectron2.data.build_detection_train_loader`` is there, with exact ``--resume``.
+
+    ``dataset``: detectron2 dataset dicts (``get_detection_dataset_dicts``); ``mapper``: e.g.
+    ``DatasetMapper``, its unreadable images named (``ImageCheckingMapper``). ``seed`` negative:
+    one drawn once and shared by all processes (the trainer stores it in its checkpoints, so a
+    resumed run keeps it).
+    """
+    from detectron2.utils import comm
+
+    stream = ResumableTrainStream(
+        list(dataset),
+        ImageCheckingMapper(mapper),
+        total_batch_size,
+        seed if seed >= 0 else comm.shared_random_seed(),
+        aspect_ratio_grouping,
+        comm.get_rank(),
+        comm.get_world_size(),
+    )
+    return ResumableTrainLoader(stream, num_workers)
+
+
 def build_resumable_train_loader(
     cfg, mapper=None, dataset_dicts: list[dict] | None = None
 ) -> ResumableTrainLoader:
     """The detection trainer's loader over DATASETS.TRAIN (detectron2's dicts, filtering and
-    ``DatasetMapper`` unless given), as a resumable stream.
-
-    The seed is ``SEED``, or, when that is negative, one drawn once and shared by all processes
-    (the trainer stores it in its checkpoints, so a resumed run keeps it).
-    """
+    ``DatasetMapper`` unless given), as a resumable stream seeded by ``SEED``
+    (``build_resumable_detection_loader``)."""
     from detectron2.data import DatasetMapper, get_detection_dataset_dicts
-    from detectron2.utils import comm
 
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise ConfigError(
@@ -191,14 +219,11 @@ def build_resumable_train_loader(
             min_keypoints=cfg.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE if cfg.MODEL.KEYPOINT_ON else 0,
             proposal_files=cfg.DATASETS.PROPOSAL_FILES_TRAIN if cfg.MODEL.LOAD_PROPOSALS else None,
         )
-    seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
-    stream = ResumableTrainStream(
+    return build_resumable_detection_loader(
         dataset_dicts,
-        ImageCheckingMapper(mapper if mapper is not None else DatasetMapper(cfg, True)),
+        mapper if mapper is not None else DatasetMapper(cfg, True),
         cfg.SOLVER.IMS_PER_BATCH,
-        seed,
-        cfg.DATALOADER.ASPECT_RATIO_GROUPING,
-        comm.get_rank(),
-        comm.get_world_size(),
+        seed=cfg.SEED,
+        aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
     )
-    return ResumableTrainLoader(stream, cfg.DATALOADER.NUM_WORKERS)

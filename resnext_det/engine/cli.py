@@ -27,6 +27,8 @@ from ..errors import ConfigError, SlurmJobError, user_error_message
 from ..proposals.handoff import checked_proposal_files
 from .defaults import setup_cfg
 from .launch import check_batch_divides, check_device, check_num_gpus, check_weights_file, launch
+from .lazy_config import is_lazy_config
+from .lazy_train import lazy_preflight
 from .output_dir import prepare_output_dir
 
 __all__ = [
@@ -143,23 +145,31 @@ def submit_to_slurm(main: Callable, args, preflight: Callable[[], object] | None
         ) from None
 
 
-def preflight(args, proposals_dir: str | None = None, test_only: bool = False):
+def preflight(args, proposals_dir: str | None = None, test_only: bool = False, stage1: bool = False):
     """Check a tool's inputs in the launching process, before any worker starts.
 
     Registers ``--dataset``s, loads the config, generates the demo data once if it is named, checks
     the device, that ``MODEL.WEIGHTS`` exists, the ResNeXt keys (without building the model),
-    that the batch divides over the processes, every dataset's files and, with
-    ``proposals_dir``, stage 1's proposal files. A training run (a tool with ``--overwrite``,
-    without ``--eval-only``) also checks its OUTPUT_DIR (``prepare_output_dir``). Returns the
-    cfg; user errors are ``ResNeXtDetError``s.
+    that the batch divides over the processes, every dataset's files, with ``proposals_dir``
+    stage 1's proposal files, and with ``stage1`` (train_rpn.py) that the model is an RPN. A
+    training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
+    OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
+    A ``.py`` config is checked by ``lazy_train.lazy_preflight`` instead.
     """
     register_datasets_from_args(args)
+    if is_lazy_config(args.config_file):
+        return lazy_preflight(args, proposals_dir, test_only, stage1)
     cfg = setup_cfg(args.config_file, args.opts)
     prepare_demo_datasets(cfg)
     if not getattr(args, "slurm", False):  # a Slurm job's GPUs are on its nodes, not here
         check_device(cfg.MODEL.DEVICE)
     check_weights_file(cfg.MODEL.WEIGHTS)
     check_model_config(cfg)
+    if stage1 and cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
+        raise ConfigError(
+            f"tools/train_rpn.py trains stage 1, a ProposalNetwork; {args.config_file} builds a "
+            f"{cfg.MODEL.META_ARCHITECTURE}: use an rpn_* config"
+        )
     processes = args.num_gpus * args.num_machines
     scaled = DefaultTrainer.auto_scale_workers(cfg, processes)  # what the trainer will run
     check_batch_divides("SOLVER.IMS_PER_BATCH", scaled.SOLVER.IMS_PER_BATCH, processes)

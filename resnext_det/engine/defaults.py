@@ -15,12 +15,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from .. import compat
-from ..checkpoint import check_weights_fit
-from ..checkpoint.safe_checkpointer import (
-    SafeDetectionCheckpointer,
-    read_checkpoint_file,
-    reads_as_torch_file,
-)
+from ..checkpoint import check_weights_file_fits
+from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import add_resnext_config, add_two_stage_config
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
@@ -67,6 +63,11 @@ def merge_config(cfg: CfgNode, config_file: str, opts: list[str] | None = None) 
     wrong type is a ``ConfigError`` naming the file or the override (not yacs's bare KeyError)."""
     if config_file and not os.path.isfile(config_file):
         raise ConfigError(f"config file {config_file!r} does not exist")
+    if str(config_file).endswith(".py"):
+        raise ConfigError(
+            f"config file {config_file} is a LazyConfig (.py): tools/train_rpn.py, train_fast_rcnn.py and "
+            "eval_coco.py (evaluation) take those; this needs a YAML config (the twin in configs/)"
+        )
     try:
         if config_file:
             cfg.merge_from_file(config_file)
@@ -133,12 +134,8 @@ class ResNeXtTrainer(DefaultTrainer):
         return self._stream.seed if self._stream is not None else max(self.cfg.SEED, 0)
 
     def resume_or_load(self, resume: bool = True):
-        weights = self.cfg.MODEL.WEIGHTS
-        fresh = not (resume and self.checkpointer.has_checkpoint())
-        if fresh and weights and os.path.isfile(weights) and reads_as_torch_file(weights):
-            checkpoint = read_checkpoint_file(weights)
-            if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
-                check_weights_fit(self.checkpointer.model, checkpoint["model"], source=weights)
+        if not (resume and self.checkpointer.has_checkpoint()):
+            check_weights_file_fits(self.checkpointer.model, self.cfg.MODEL.WEIGHTS)
         result = super().resume_or_load(resume=resume)
         if self._stream is not None:
             self._stream.start_iter = self.start_iter

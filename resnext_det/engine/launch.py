@@ -40,18 +40,21 @@ def _free_local_port() -> int:
         return sock.getsockname()[1]
 
 
-def check_device(device: str, name: str = "MODEL.DEVICE") -> None:
-    """``MODEL.DEVICE`` (or the flag ``name``) must be usable here: ``cuda`` needs a GPU."""
+def check_device(device: str, name: str = "MODEL.DEVICE", fix: str | None = None) -> None:
+    """``MODEL.DEVICE`` (or the flag or key ``name``) must be usable here: ``cuda`` needs a GPU."""
     if device.startswith("cuda") and not torch.cuda.is_available():
-        fix = "add `MODEL.DEVICE cpu` to the command line" if name == "MODEL.DEVICE" else f"use {name} cpu"
+        if fix is None and name == "MODEL.DEVICE":
+            fix = "add `MODEL.DEVICE cpu` to the command line"
+        fix = fix or f"use {name} cpu"
         raise ConfigError(f"{name} is {device!r} but this machine has no usable GPU; {fix}")
 
 
-def check_weights_file(weights: str) -> None:
-    """``MODEL.WEIGHTS``, when it names a local file, must exist (a URL is left to detectron2)."""
+def check_weights_file(weights: str, key: str = "MODEL.WEIGHTS") -> None:
+    """``MODEL.WEIGHTS`` (or the LazyConfig's ``key``), when it names a local file, must exist (a
+    URL is left to detectron2)."""
     if weights and "://" not in weights and not os.path.isfile(weights):
         raise MissingFileError(
-            f"MODEL.WEIGHTS {weights} does not exist; give the path of a weights file "
+            f"{key} {weights} does not exist; give the path of a weights file "
             "(tools/convert_weights.py writes them), or an empty string for random initialisation"
         )
 

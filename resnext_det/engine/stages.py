@@ -21,6 +21,7 @@ __all__ = [
     "train_stage",
     "report_proposal_recall",
     "results_by_dataset",
+    "write_proposal_recall",
 ]
 
 logger = logging.getLogger("resnext_det")
@@ -58,13 +59,18 @@ def results_by_dataset(cfg, results) -> dict:
 
 def report_proposal_recall(cfg, results: dict) -> dict:
     """Log AR@100 / AR@1000 per test set and write them to OUTPUT_DIR/proposal_recall.json."""
+    return write_proposal_recall(results_by_dataset(cfg, results), cfg.OUTPUT_DIR)
+
+
+def write_proposal_recall(results: dict, output_dir) -> dict:
+    """``report_proposal_recall`` for {test dataset: results} (a LazyConfig run's)."""
     recall = {
         name: {k: v for k, v in r.get("box_proposals", {}).items() if k in ("AR@100", "AR@1000")}
-        for name, r in results_by_dataset(cfg, results).items()
+        for name, r in results.items()
     }
     if not comm.is_main_process() or not recall:
         return recall
     for name, values in recall.items():
         logger.info("proposal recall on %s: %s", name, ", ".join(f"{k} {v:.1f}" for k, v in values.items()))
-    atomic_write_json(Path(cfg.OUTPUT_DIR, "proposal_recall.json"), recall)
+    atomic_write_json(Path(output_dir, "proposal_recall.json"), recall)
     return recall

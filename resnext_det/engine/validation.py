@@ -38,7 +38,7 @@ from torch import nn
 
 from ..checkpoint.safe_checkpointer import read_checkpoint_file
 from ..data.checked_mapper import ImageCheckingMapper
-from ..proposals.mapper import ProposalStoreMapper, open_stores
+from ..proposals.mapper import ProposalLookupMapper
 
 __all__ = ["BestCheckpoint", "ValidationLoss", "best_metric", "build_validation_loader", "validation_hooks"]
 
@@ -48,18 +48,15 @@ logger = logging.getLogger("resnext_det")
 def build_validation_loader(cfg, dataset_name: str):
     """DATASETS.TEST's ``dataset_name`` with annotations (and proposals), at the test size."""
     test_resize = [T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)]
+    settings = {**DatasetMapper.from_config(cfg, is_train=True), "augmentations": test_resize}
+    mapper = DatasetMapper(**settings)
+    proposal_files = None
     if cfg.MODEL.LOAD_PROPOSALS and cfg.PROPOSALS.STORE_DIR:
-        mapper = ProposalStoreMapper(cfg, True, open_stores(cfg.PROPOSALS.STORE_DIR, [dataset_name]))
-        mapper.augmentations = T.AugmentationList(test_resize)
-        dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False)
-    else:
-        settings = {**DatasetMapper.from_config(cfg, is_train=True), "augmentations": test_resize}
-        mapper = DatasetMapper(**settings)
-        proposal_files = None
-        if cfg.MODEL.LOAD_PROPOSALS:
-            index = list(cfg.DATASETS.TEST).index(dataset_name)
-            proposal_files = [cfg.DATASETS.PROPOSAL_FILES_TEST[index]]
-        dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False, proposal_files=proposal_files)
+        mapper = ProposalLookupMapper(mapper, cfg.PROPOSALS.STORE_DIR, [dataset_name])
+    elif cfg.MODEL.LOAD_PROPOSALS:
+        index = list(cfg.DATASETS.TEST).index(dataset_name)
+        proposal_files = [cfg.DATASETS.PROPOSAL_FILES_TEST[index]]
+    dicts = get_detection_dataset_dicts([dataset_name], filter_empty=False, proposal_files=proposal_files)
     return build_detection_test_loader(
         dicts, mapper=ImageCheckingMapper(mapper), num_workers=cfg.DATALOADER.NUM_WORKERS
     )

@@ -3,7 +3,7 @@
 The trunk is detectron2's own ``ResNet`` container (stem + named stages ``res2``..``res5``,
 ``freeze``, ``output_shape``, optional classifier) filled with this project's blocks, so the
 detection backbone, the C4 res5 head and the ImageNet classifier share module names and one
-checkpoint serves all three. See the README ("Why detectron2's ResNet container") for the choice.
+checkpoint serves all three. See docs/design.md ("Why detectron2's ResNet container") for the choice.
 
 Template "C x d" (Sec. 3.1, Table 1): C = cardinality, d = bottleneck width per group in conv2.
 The grouped width C*d and the output width double at each downsampling stage; 1x64d is ResNet.

@@ -25,7 +25,14 @@ from .files import (
 )
 from .store import check_store_covers, proposal_store_path, write_proposal_store
 
-__all__ = ["attach_proposal_files", "checked_proposal_files", "dump_proposals", "stage1_proposals"]
+__all__ = [
+    "attach_proposal_files",
+    "checked_proposal_files",
+    "checked_stage1_outputs",
+    "dump_proposals",
+    "stage1_proposals",
+    "write_stage1_proposals",
+]
 
 logger = logging.getLogger("resnext_det")
 
@@ -34,15 +41,26 @@ def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]
     """Write every dataset's proposals in DATASETS.TRAIN and DATASETS.TEST twice: as detectron2's
     ``proposals_<dataset>.pkl`` (for any detectron2 code) and as the memory-mapped store
     ``proposals_<dataset>/`` that stage 2 prefers (bounded RAM, no pickle)."""
-    output_dir = Path(output_dir or cfg.OUTPUT_DIR)
     p = cfg.PROPOSALS
     plan = [(name, p.TRAIN_POST_NMS_TOPK, p.TRAIN_PRE_NMS_TOPK) for name in cfg.DATASETS.TRAIN]
     plan += [(name, p.TEST_POST_NMS_TOPK, p.TEST_PRE_NMS_TOPK) for name in cfg.DATASETS.TEST]
+    return write_stage1_proposals(
+        model, plan, lambda name: build_checked_test_loader(cfg, name), output_dir or cfg.OUTPUT_DIR
+    )
+
+
+def write_stage1_proposals(
+    model, plan: list[tuple[str, int, int]], test_loader: Callable[[str], object], output_dir
+) -> dict[str, Path]:
+    """``plan``: (dataset, post-NMS top-k, pre-NMS top-k) per dataset, the first entry of a dataset
+    named twice wins; ``test_loader(dataset)``: its images at the test size. Writes each dataset's
+    pickle and store into ``output_dir`` (on the main process; all processes run the model)."""
+    output_dir = Path(output_dir)
     written = {}
     for name, post, pre in plan:
         if name in written:
             continue
-        part = collect_proposals(model, build_checked_test_loader(cfg, name), post, pre)
+        part = collect_proposals(model, test_loader(name), post, pre)
         merged = gather_proposals(part)
         path = proposal_file_path(output_dir, name)
         if comm.is_main_process():
@@ -58,12 +76,19 @@ def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]
 
 def checked_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> dict[str, str]:
     """{dataset: stage 1's store or file} for DATASETS.TRAIN and TEST (only TEST with
-    ``test_only``), after checking that each exists, is well-formed and covers every image.
+    ``test_only``), checked as ``checked_stage1_outputs`` does."""
+    names = cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
+    return checked_stage1_outputs(names, proposals_dir)
+
+
+def checked_stage1_outputs(dataset_names, proposals_dir: str) -> dict[str, str]:
+    """{dataset: stage 1's store or file} for each dataset, after checking that each exists, is
+    well-formed and covers every image.
 
     Stores (``proposals_<dataset>/``) are used when stage 1 wrote one for every dataset, else
     detectron2's pickles (``proposals_<dataset>.pkl``, e.g. from other detectron2 code).
     """
-    names = list(dict.fromkeys(cfg.DATASETS.TEST if test_only else (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)))
+    names = list(dict.fromkeys(dataset_names))
     if all(proposal_store_path(proposals_dir, n).is_dir() for n in names):
         for name in names:
             check_store_covers(proposal_store_path(proposals_dir, name), name)

@@ -8,7 +8,7 @@ import pickle
 from resnext_det import get_config_file
 from resnext_det.engine import setup_cfg
 from resnext_det.proposals.files import ProposalFileError
-from resnext_det.proposals.mapper import ProposalStoreMapper, build_store_test_loader, open_stores
+from resnext_det.proposals.mapper import ProposalLookupMapper, build_store_test_loader, open_stores
 from resnext_det.proposals.store import ProposalStore, proposal_store_path, write_proposal_store
 
 import numpy as np
@@ -170,7 +170,7 @@ def test_mapper_names_an_image_without_proposals(demo_root, tmp_path):
         random_proposals([r["image_id"] for r in records[1:]]),
     )
     cfg = _stage2_cfg(tmp_path)
-    mapper = ProposalStoreMapper(cfg, False, open_stores(tmp_path, ["resnext_demo_val"]))
+    mapper = ProposalLookupMapper(DatasetMapper(cfg, False), tmp_path, ["resnext_demo_val"])
     with pytest.raises(ProposalFileError, match=f"image id {records[0]['image_id']} .* has no proposals"):
         mapper(records[0])
 

@@ -8,17 +8,13 @@ builds both and compares state-dict keys, shapes and schedules).
 """
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
+from resnext_det.data.train_stream import build_resumable_detection_loader
 from resnext_det.modeling import ResNeXtRes5ROIHeads, build_resnext_trunk
 from resnext_det.modeling.roi_heads import resnext_res5_head
 
 import torch
 from detectron2.config import LazyCall as L
-from detectron2.data import (
-    DatasetMapper,
-    build_detection_test_loader,
-    build_detection_train_loader,
-    get_detection_dataset_dicts,
-)
+from detectron2.data import DatasetMapper, build_detection_test_loader, get_detection_dataset_dicts
 from detectron2.data import transforms as T
 from detectron2.evaluation import COCOEvaluator
 from detectron2.layers import ShapeSpec
@@ -38,22 +34,46 @@ PIXEL_MEAN = [123.675, 116.28, 103.53]
 PIXEL_STD = [58.395, 57.12, 57.375]
 
 
-def c4_model(kind: str, depth: int = 50, cardinality: int = 32, bottleneck_width: int = 4):
+def c4_model(
+    kind: str,
+    depth: int = 50,
+    cardinality: int = 32,
+    bottleneck_width: int = 4,
+    *,
+    stem_out_channels: int = 64,
+    res2_out_channels: int = 256,
+    norm: str = "FrozenBN",
+    freeze_at: int = 2,
+    anchor_sizes=(32, 64, 128, 256, 512),
+    num_classes: int = 80,
+):
     """``kind``: "faster_rcnn" (end to end), "rpn" (stage 1) or "fast_rcnn" (stage 2, on
-    precomputed proposals)."""
-    template = dict(depth=depth, cardinality=cardinality, bottleneck_width=bottleneck_width, norm="FrozenBN")
-    backbone = L(build_resnext_trunk)(**template, out_features=["res4"], freeze_at=2)
+    precomputed proposals). The res5 head takes its template (depth, cardinality, width, norm,
+    block form) from ``model.backbone``, so one override such as ``model.backbone.norm=BN`` changes
+    both; ``res2_out_channels`` also sets the RPN's and the box predictor's input widths."""
+    backbone = L(build_resnext_trunk)(
+        depth=depth,
+        cardinality=cardinality,
+        bottleneck_width=bottleneck_width,
+        stem_out_channels=stem_out_channels,
+        res2_out_channels=res2_out_channels,
+        norm=norm,
+        block_form="grouped",
+        shortcuts=True,
+        out_features=["res4"],
+        freeze_at=freeze_at,
+    )
     rpn = L(RPN)(
         in_features=["res4"],
-        head=L(StandardRPNHead)(in_channels=1024, num_anchors=15),
+        head=L(StandardRPNHead)(in_channels=4 * res2_out_channels, num_anchors=3 * len(anchor_sizes)),
         anchor_generator=L(DefaultAnchorGenerator)(
-            sizes=[[32, 64, 128, 256, 512]], aspect_ratios=[0.5, 1.0, 2.0], strides=[16], offset=0.0
+            sizes=[list(anchor_sizes)], aspect_ratios=[0.5, 1.0, 2.0], strides=[16], offset=0.0
         ),
         anchor_matcher=L(Matcher)(thresholds=[0.3, 0.7], labels=[0, -1, 1], allow_low_quality_matches=True),
         box2box_transform=L(Box2BoxTransform)(weights=[1.0, 1.0, 1.0, 1.0]),
         batch_size_per_image=256,
         positive_fraction=0.5,
-        pre_nms_topk=(12000, 6000),
+        pre_nms_topk=(12000, 6000),  # (training, test); stage 1's proposal files keep these too
         post_nms_topk=(2000, 1000),
         nms_thresh=0.7,
     )
@@ -61,8 +81,9 @@ def c4_model(kind: str, depth: int = 50, cardinality: int = 32, bottleneck_width
         return L(ProposalNetwork)(
             backbone=backbone, proposal_generator=rpn, pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD
         )
+    template = {k: f"${{...backbone.{k}}}" for k in _RES5_TEMPLATE}  # from roi_heads.res5 up to model
     roi_heads = L(ResNeXtRes5ROIHeads)(
-        num_classes=80,
+        num_classes=num_classes,
         batch_size_per_image=64 if kind == "fast_rcnn" else 512,
         positive_fraction=0.25,
         proposal_matcher=L(Matcher)(thresholds=[0.5], labels=[0, 1], allow_low_quality_matches=False),
@@ -70,7 +91,7 @@ def c4_model(kind: str, depth: int = 50, cardinality: int = 32, bottleneck_width
         pooler=L(ROIPooler)(output_size=14, scales=(1.0 / 16,), sampling_ratio=0, pooler_type="ROIAlignV2"),
         res5=L(resnext_res5_head)(**template),
         box_predictor=L(FastRCNNOutputLayers)(
-            input_shape=L(ShapeSpec)(channels=2048, height=1, width=1),
+            input_shape=L(ShapeSpec)(channels=8 * res2_out_channels, height=1, width=1),
             test_score_thresh=0.05,
             box2box_transform=L(Box2BoxTransform)(weights=(10, 10, 5, 5)),
             num_classes="${..num_classes}",
@@ -86,34 +107,56 @@ def c4_model(kind: str, depth: int = 50, cardinality: int = 32, bottleneck_width
     )
 
 
-def c4_dataloader(images_per_batch: int = 16, proposal_topk=None):
+#: what the res5 head shares with the trunk (res4 -> res5 needs the same template)
+_RES5_TEMPLATE = (
+    "depth", "cardinality", "bottleneck_width", "stem_out_channels", "res2_out_channels", "norm",
+    "block_form", "shortcuts",
+)  # fmt: skip
+
+
+def c4_dataloader(
+    images_per_batch: int = 16,
+    proposal_topk=None,
+    *,
+    train_datasets=("coco_2014_train", "coco_2014_valminusminival"),
+    test_dataset: str = "coco_2014_minival",
+    min_size: int = 800,
+    max_size: int = 1333,
+    num_workers: int = 4,
+):
     """trainval35k for training, minival for testing, shorter side 800 (max 1333), RGB; with
-    ``proposal_topk`` (stage 2) the mapper keeps that many precomputed proposals per image."""
+    ``proposal_topk`` (stage 2: training, test) the mapper keeps that many precomputed proposals
+    per image. Training reads resnext_det's resumable stream (exact ``--resume``; ``seed``
+    negative: drawn once and kept in the checkpoints)."""
     mapper = dict(image_format="RGB", use_instance_mask=False)
     return dict(
-        train=L(build_detection_train_loader)(
-            dataset=L(get_detection_dataset_dicts)(names=("coco_2014_train", "coco_2014_valminusminival")),
+        train=L(build_resumable_detection_loader)(
+            dataset=L(get_detection_dataset_dicts)(names=tuple(train_datasets)),
             mapper=L(DatasetMapper)(
                 is_train=True,
                 augmentations=[
-                    L(T.ResizeShortestEdge)(short_edge_length=(800,), max_size=1333, sample_style="choice"),
+                    L(T.ResizeShortestEdge)(
+                        short_edge_length=(min_size,), max_size=max_size, sample_style="choice"
+                    ),
                     L(T.RandomFlip)(horizontal=True),
                 ],
                 precomputed_proposal_topk=proposal_topk[0] if proposal_topk else None,
                 **mapper,
             ),
             total_batch_size=images_per_batch,
-            num_workers=4,
+            seed=-1,
+            aspect_ratio_grouping=True,
+            num_workers=num_workers,
         ),
         test=L(build_detection_test_loader)(
-            dataset=L(get_detection_dataset_dicts)(names="coco_2014_minival", filter_empty=False),
+            dataset=L(get_detection_dataset_dicts)(names=test_dataset, filter_empty=False),
             mapper=L(DatasetMapper)(
                 is_train=False,
-                augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],
+                augmentations=[L(T.ResizeShortestEdge)(short_edge_length=min_size, max_size=max_size)],
                 precomputed_proposal_topk=proposal_topk[1] if proposal_topk else None,
                 **mapper,
             ),
-            num_workers=4,
+            num_workers=num_workers,
         ),
         evaluator=L(COCOEvaluator)(dataset_name="${..test.dataset.names}"),
     )
@@ -148,4 +191,5 @@ train = dict(
     eval_period=0,  # at the end only, as the YAML configs' TEST.EVAL_PERIOD 0
     log_period=20,
     device="cuda",
+    seed=-1,  # the global RNGs (model initialisation): SEED of the YAML configs; negative: drawn
 )

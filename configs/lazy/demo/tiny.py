@@ -1,0 +1,39 @@
+"""What the LazyConfig twins of configs/demo/{rpn,fast_rcnn}_tiny_C4.yaml share: the CPU-sized
+ResNeXt-50 4x4d template with narrow stages, the generated demo data at short side 256, CPU
+training with fixed seeds (see configs/demo/Base-Pretrained-tiny-C4.yaml for why each value)."""
+
+from ..common.c4 import c4_dataloader, c4_model, c4_schedule, optimizer, train  # noqa: F401
+
+
+def tiny_model(kind: str):
+    model = c4_model(
+        kind, 50, 4, 4, stem_out_channels=16, res2_out_channels=32, anchor_sizes=(32, 64, 128, 256)
+    )
+    if kind != "rpn":
+        model.roi_heads.num_classes = 3
+    if kind != "fast_rcnn":
+        model.proposal_generator.pre_nms_topk = (1000, 500)
+        model.proposal_generator.post_nms_topk = (200, 100)
+    if kind != "rpn":
+        model.roi_heads.batch_size_per_image = 32
+        model.roi_heads.box_predictor.test_topk_per_image = 50
+    return model
+
+
+def tiny_dataloader(proposal_topk=None):
+    dataloader = c4_dataloader(
+        4,
+        proposal_topk,
+        train_datasets=("resnext_demo_train",),
+        test_dataset="resnext_demo_val",
+        min_size=256,
+        max_size=384,
+        num_workers=0,
+    )
+    dataloader["train"].seed = 0
+    return dataloader
+
+
+train.device = "cpu"
+train.seed = 0
+train.checkpointer.period = 100000

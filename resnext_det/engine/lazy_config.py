@@ -1,0 +1,259 @@
+"""LazyConfig ``.py`` files in the project's tools: loading, ``key=value`` overrides, checks.
+
+detectron2's newer configs are Python files (``LazyConfig``) with five parts: ``model``,
+``dataloader`` (``train``, ``test``, ``evaluator``), ``optimizer``, ``lr_multiplier`` and
+``train`` (``output_dir``, ``init_checkpoint``, ``max_iter``, ``device``, ``checkpointer``,
+``eval_period``, ``log_period``, ``amp``, ``ddp``; optional ``seed``). The tools take one
+wherever they take a YAML config (``--config-file x.py``), with overrides in the ``key=value`` form
+of detectron2's ``lazyconfig_train_net.py``.
+
+Unlike ``OmegaConf.update``, which creates any key it is given, an override here must name a key
+that exists, or an argument of the callable that its node calls: a typo is an error, as in the
+YAML tools. So is a YAML-style ``KEY VALUE`` pair, with the LazyConfig key to use where there is
+one.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+
+from detectron2.config import LazyCall, LazyConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError
+
+__all__ = [
+    "YAML_TO_LAZY_KEYS",
+    "attach_lazy_proposals",
+    "check_lazy_sections",
+    "dataset_names",
+    "is_lazy_config",
+    "load_lazy_config",
+    "loader_dataset_names",
+    "with_test_dataset",
+]
+
+#: The YAML keys users reach for first, and where a LazyConfig keeps the same setting.
+YAML_TO_LAZY_KEYS = {
+    "MODEL.WEIGHTS": "train.init_checkpoint",
+    "OUTPUT_DIR": "train.output_dir",
+    "MODEL.DEVICE": "train.device",
+    "SOLVER.MAX_ITER": "train.max_iter",
+    "SOLVER.BASE_LR": "optimizer.lr",
+    "SOLVER.IMS_PER_BATCH": "dataloader.train.total_batch_size",
+    "SOLVER.CHECKPOINT_PERIOD": "train.checkpointer.period",
+    "TEST.EVAL_PERIOD": "train.eval_period",
+    "DATASETS.TRAIN": "dataloader.train.dataset.names",
+    "DATASETS.TEST": "dataloader.test.dataset.names",
+    "DATALOADER.NUM_WORKERS": "dataloader.train.num_workers",
+    "SEED": "dataloader.train.seed",
+}
+
+#: What every tool reads from a LazyConfig file; training also needs the optimizer and schedule.
+_EVALUATION_KEYS = (
+    "model",
+    "dataloader.test",
+    "dataloader.evaluator",
+    "train.output_dir",
+    "train.init_checkpoint",
+    "train.device",
+)
+_TRAINING_KEYS = (
+    "dataloader.train",
+    "optimizer",
+    "lr_multiplier",
+    "train.max_iter",
+    "train.checkpointer",
+    "train.eval_period",
+    "train.log_period",
+    "train.amp.enabled",
+    "train.ddp",
+)
+
+#: The values the tools read from ``train`` and ``dataloader.train``, and their types: a wrong
+#: one (``train.max_iter=abc``) is refused here instead of failing deep inside the trainer.
+_VALUE_TYPES = {
+    "train.output_dir": (str, "a folder path"),
+    "train.init_checkpoint": (str, 'a weights file path, or "" for random initialisation'),
+    "train.device": (str, '"cpu" or "cuda"'),
+    "train.max_iter": (int, "a positive integer"),
+    "train.checkpointer.period": (int, "a positive integer"),
+    "train.eval_period": (int, "an integer (0: at the end only)"),
+    "train.log_period": (int, "a positive integer"),
+    "train.amp.enabled": (bool, "true or false"),
+    "train.seed": (int, "an integer (negative: drawn)"),
+    "dataloader.train.total_batch_size": (int, "a positive integer"),
+}
+_POSITIVE = {"train.max_iter", "train.checkpointer.period", "train.log_period"}
+_POSITIVE.add("dataloader.train.total_batch_size")
+
+_ABSENT = object()
+
+
+def is_lazy_config(path) -> bool:
+    """A ``.py`` config file is a LazyConfig; anything else is a YAML (CfgNode) config."""
+    return str(path).endswith(".py")
+
+
+def load_lazy_config(path: str, overrides=(), training: bool = True) -> DictConfig:
+    """``LazyConfig.load(path)`` with ``key=value`` ``overrides`` applied, every key the tools read
+    present (``training``: the optimizer and schedule too); each mistake is a ``ConfigError``
+    that names the file or the override."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    try:
+        cfg = LazyConfig.load(path)
+    except Exception as e:  # the file is the user's code: whatever it raises is their error
+        raise ConfigError(f"config file {path} could not be loaded: {type(e).__name__}: {e}") from None
+    _apply_checked_overrides(cfg, list(overrides), path)
+    check_lazy_sections(cfg, path, training)
+    return cfg
+
+
+def check_lazy_sections(cfg, path: str, training: bool = True) -> None:
+    keys = _EVALUATION_KEYS + (_TRAINING_KEYS if training else ())
+    missing = [k for k in keys if OmegaConf.select(cfg, k, default=_ABSENT) is _ABSENT]
+    if missing:
+        raise ConfigError(
+            f"config file {path} lacks {', '.join(missing)}: a LazyConfig for the tools has detectron2's "
+            "model / dataloader.train, test, evaluator / optimizer / lr_multiplier / train layout "
+            "(see configs/lazy/common/c4.py)"
+        )
+    for key, (kind, expected) in _VALUE_TYPES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT or (key == "train.seed" and value is None):  # the seed may be left out
+            continue
+        wrong_type = not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        if wrong_type or (key in _POSITIVE and value < 1):
+            raise ConfigError(f"config file {path}: {key} is {value!r}; expected {expected}")
+    for loader in ("dataloader.test",) + (("dataloader.train",) if training else ()):
+        if OmegaConf.select(cfg, f"{loader}.dataset.names", default=_ABSENT) is _ABSENT:
+            raise ConfigError(
+                f"config file {path}: {loader}.dataset must name its datasets (a LazyCall of "
+                "detectron2's get_detection_dataset_dicts(names=...)); the tools check and register them"
+            )
+
+
+def _apply_checked_overrides(cfg, overrides: list[str], path: str) -> None:
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(_not_key_value(override, path))
+        check_override_key(cfg, override.split("=", 1)[0].strip(), path)
+    try:
+        LazyConfig.apply_overrides(cfg, overrides)
+    except Exception as e:  # hydra's grammar errors and OmegaConf's type errors alike
+        raise ConfigError(
+            f"command-line override of {path}: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
+
+
+def _not_key_value(word: str, path: str) -> str:
+    hint = YAML_TO_LAZY_KEYS.get(word)
+    message = (
+        f"command-line override {word!r}: a .py config ({path}) takes detectron2's LazyConfig "
+        "overrides, key=value (e.g. train.max_iter=100), not YAML's KEY VALUE pairs"
+    )
+    return message + (f"; {word} is {hint}=... there" if hint else "")
+
+
+def check_override_key(cfg, key: str, path: str) -> None:
+    """``key`` exists in ``cfg``, or its node calls a callable that takes it (``ConfigError`` if
+    not, naming the node's keys)."""
+    if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
+        return
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if isinstance(parent, DictConfig) and "_target_" in parent and _takes_argument(parent._target_, leaf):
+        return  # a new argument of the callable this node calls
+    hint = f" ({key} is a YAML key: use {YAML_TO_LAZY_KEYS[key]})" if key in YAML_TO_LAZY_KEYS else ""
+    known = ""
+    if isinstance(parent, DictConfig):
+        known = f"; {parent_key or 'the config'} has {', '.join(k for k in parent if k != '_target_')}"
+    raise ConfigError(f"command-line override: {path} has no key {key!r}{hint}{known}")
+
+
+def _parameters(target) -> dict:
+    """The parameters of a node's ``_target_`` (a callable, or its dotted name); {} if unknown."""
+    if isinstance(target, str):
+        from detectron2.utils.registry import locate
+
+        try:
+            target = locate(target)
+        except Exception:
+            return {}
+    try:
+        return dict(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _takes_argument(target, name: str) -> bool:
+    parameters = _parameters(target)
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def dataset_names(names) -> list[str]:
+    """A loader's ``dataset.names``: one name or a list of them."""
+    return [names] if isinstance(names, str) else list(names)
+
+
+def loader_dataset_names(cfg, loader: str) -> list[str]:
+    """The datasets of ``dataloader.<loader>`` ("train" or "test")."""
+    return dataset_names(cfg.dataloader[loader].dataset.names)
+
+
+def with_test_dataset(cfg, name: str, output_dir: str | None = None) -> DictConfig:
+    """A copy of ``cfg`` whose test loader and evaluator cover only ``name`` (one of its test
+    datasets, or a training set for stage 1's proposals), its images' read errors named, and the
+    evaluator writing into ``output_dir`` when it takes one (COCOEvaluator's results file)."""
+    from ..data.checked_mapper import ImageCheckingMapper
+
+    names = loader_dataset_names(cfg, "test")
+    one = copy.deepcopy(cfg)  # the whole config: interpolations such as ${..test.dataset.names} resolve
+    test = one.dataloader.test
+    test.dataset.names = name
+    files = test.dataset.get("proposal_files")
+    if files is not None:  # stage 2 on detectron2 pickles: the file of this dataset
+        test.dataset.proposal_files = [files[names.index(name)]] if name in names else None
+    test.mapper = LazyCall(ImageCheckingMapper)(mapper=test.mapper)
+    evaluator = one.dataloader.evaluator
+    if "dataset_name" in evaluator:
+        evaluator.dataset_name = name
+    takes_output_dir = "output_dir" in _parameters(evaluator._target_)
+    if output_dir and takes_output_dir and evaluator.get("output_dir") is None:
+        evaluator.output_dir = output_dir
+    return one
+
+
+def attach_lazy_proposals(cfg, proposals_dir: str, path: str, test_only: bool = False) -> None:
+    """Stage 2 from a LazyConfig: check stage 1's proposals for every dataset (as for YAML,
+    ``checked_stage1_outputs``), then read them in the loaders: through ``ProposalLookupMapper``
+    around each mapper for stores, or detectron2's ``dataset.proposal_files`` for pickles."""
+    from ..proposals.handoff import checked_stage1_outputs
+    from ..proposals.mapper import ProposalLookupMapper
+
+    if cfg.model.get("proposal_generator") is not None:
+        raise ConfigError(
+            f"--proposals: the model of {path} has its own proposal_generator; stage 2 reads stage 1's "
+            "proposals instead (model.proposal_generator=None, as configs/lazy/fast_rcnn_*.py)"
+        )
+    loaders = ["test"] if test_only else ["train", "test"]
+    for loader in loaders:
+        if cfg.dataloader[loader].mapper.get("precomputed_proposal_topk") is None:
+            raise ConfigError(
+                f"--proposals: dataloader.{loader}.mapper of {path} keeps no precomputed proposals; "
+                "set its precomputed_proposal_topk (as configs/lazy/common/c4.py does for stage 2)"
+            )
+    names = {loader: loader_dataset_names(cfg, loader) for loader in loaders}
+    files = checked_stage1_outputs([n for group in names.values() for n in group], proposals_dir)
+    stores = all(os.path.isdir(f) for f in files.values())
+    for loader, group in names.items():
+        node = cfg.dataloader[loader]
+        if stores:
+            node.mapper = LazyCall(ProposalLookupMapper)(
+                mapper=node.mapper, store_dir=str(proposals_dir), dataset_names=group
+            )
+        else:
+            node.dataset.proposal_files = [files[n] for n in group]

@@ -1,0 +1,178 @@
+"""README.md and docs/*.md cannot drift from the code (``scripts/docs_drift.py``,
+``scripts/update_docs.py``): every relative link and image resolves, every flag and config key a
+page names exists, the generated key reference and result tables are current, the blocks marked
+runnable on the demo data run. Each check is also shown failing when one side alone changes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+drift = _script("docs_drift")
+update_docs = _script("update_docs")
+PAGES = update_docs.doc_pages()
+PAGE_IDS = [str(p.relative_to(ROOT)) for p in PAGES]
+
+
+@pytest.fixture(scope="module")
+def options():
+    """{script: its --options} for every script the pages run, and every tool."""
+    scripts = {script for page in PAGES for script, _ in drift.commands(page.read_text())}
+    scripts |= {f"tools/{p.name}" for p in (ROOT / "tools").glob("*.py") if p.name != "__init__.py"}
+    return {s: drift.script_options(s) for s in sorted(scripts) if (ROOT / s).is_file()}
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return drift.config_keys()
+
+
+@pytest.fixture(scope="module")
+def lazy_twins():
+    from resnext_det.engine.lazy_config import load_lazy_config
+
+    return [
+        load_lazy_config(str(ROOT / "configs" / "lazy" / "demo" / f"{s}_tiny_C4.py"))
+        for s in ("rpn", "fast_rcnn")
+    ]
+
+
+def test_the_readme_is_a_front_door():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120  # two minutes of reading
+    assert "make demo" in readme and "make test" in readme and "docs/demo_detections.jpg" in readme
+    linked = {target.split("#")[0] for target in drift._LINK.findall(readme)}
+    pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
+    assert pages <= linked, f"pages the README does not link: {sorted(pages - linked)}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_relative_link_and_image_resolves(page):
+    assert drift.link_problems(page) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_page_starts_with_commands(page):
+    if page.name in ("README.md", "config_keys.md"):
+        pytest.skip("the front door and the generated key reference")
+    lines = [line for line in page.read_text().splitlines() if line.strip()]
+    first_fence = next(i for i, line in enumerate(lines) if line.startswith("```"))
+    assert first_fence <= 2, f"{page.name}: the commands come after {lines[:first_fence]}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_flag_a_page_names_exists(page, options):
+    assert drift.flag_problems(page.read_text(), options, page.name) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_config_key_a_page_names_exists(page, keys, lazy_twins):
+    assert drift.config_key_problems(page.read_text(), keys, page.name, lazy=lazy_twins) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_number_quoted_from_a_result_file_is_in_it(page):
+    assert drift.quote_problems(page.read_text(), page.name) == []
+
+
+def test_some_prose_quotes_its_result_files():
+    assert "<!-- quotes: benchmarks/results/speed.md" in (ROOT / "docs" / "speed.md").read_text()
+
+
+def test_generated_pages_and_numbers_are_current():
+    stale = [
+        str(p.relative_to(ROOT)) for p, text in update_docs.expected_files().items() if p.read_text() != text
+    ]
+    assert not stale, f"stale (run python scripts/update_docs.py): {stale}"
+
+
+def test_the_drift_checks_fail_when_one_side_changes(options, keys, lazy_twins, tmp_path, monkeypatch):
+    page = (ROOT / "docs" / "analysis.md").read_text()
+    assert "--analysis" in page and drift.flag_problems(page, options) == []
+    # a flag renamed in the page, or removed from the tool
+    renamed = page.replace("--analysis", "--analyse", 1)
+    assert any("has no option --analyse" in p for p in drift.flag_problems(renamed, options))
+    fewer = {**options, "tools/eval_coco.py": options["tools/eval_coco.py"] - {"--analysis"}}
+    assert any("has no option --analysis" in p for p in drift.flag_problems(page, fewer))
+    # a config key misspelt in a page, or gone from the config
+    configs = (ROOT / "docs" / "configs.md").read_text()
+    assert "MODEL.RESNEXT.FREEZE_AT" in configs
+    typo = configs.replace("MODEL.RESNEXT.FREEZE_AT", "MODEL.RESNEXT.FREEZE_AFTER", 1)
+    assert any("FREEZE_AFTER does not exist" in p for p in drift.config_key_problems(typo, keys))
+    gone = keys - {"MODEL.RESNEXT.FREEZE_AT"}
+    assert any("FREEZE_AT does not exist" in p for p in drift.config_key_problems(configs, gone))
+    assert any(
+        "train.max_iters" in p for p in drift.config_key_problems("`train.max_iters`", keys, lazy=lazy_twins)
+    )
+    # a link or image whose file moved, or an anchor whose heading changed
+    copy = tmp_path / "docs" / "page.md"
+    copy.parent.mkdir()
+    copy.write_text("![x](demo_curves.png) and [the schedule](detection.md#no-such-heading)\n")
+    problems = drift.link_problems(copy)
+    assert any("demo_curves.png" in p and "does not exist" in p for p in problems)
+    (tmp_path / "docs" / "detection.md").write_text("# The schedule\n")
+    assert any("has no heading #no-such-heading" in p for p in drift.link_problems(copy))
+    # a number changed in the result file (the page now shows another one than the file)
+    results = json.loads(update_docs.DEMO_RESULTS.read_text())
+    results["bbox"]["AP50"] -= 10
+    changed = tmp_path / "demo_results.json"
+    changed.write_text(json.dumps(results))
+    monkeypatch.setattr(update_docs, "DEMO_RESULTS", changed)
+    readme = (ROOT / "README.md").read_text()
+    assert update_docs.regenerate_regions(readme) != readme
+    # ... or typed over in the page, in a generated table or in prose that quotes a result file
+    speed = (ROOT / "docs" / "speed.md").read_text()
+    head, quoted = speed.split("<!-- quotes:", 1)
+    number = drift._DECIMAL.findall(quoted.split("\n", 1)[1])[0]  # the first one the prose quotes
+    retyped = head + "<!-- quotes:" + quoted.replace(number, "9.87", 1)
+    assert any("9.87 is in none of" in p for p in drift.quote_problems(retyped))
+    monkeypatch.undo()
+    edited = readme.replace(f"**{results['bbox']['AP50'] + 10:.1f}**", "**99.9**")
+    assert edited != readme and update_docs.regenerate_regions(edited) == readme
+    # a key's comment changed in the code: the reference is stale
+    config = tmp_path / "config.py"
+    config.write_text(
+        update_docs.KEY_SOURCES["detection"].read_text().replace("1 gives ResNet", "1 is ResNet")
+    )
+    monkeypatch.setitem(update_docs.KEY_SOURCES, "detection", config)
+    assert update_docs.config_keys_page() != update_docs.KEYS_PAGE.read_text()
+
+
+@pytest.mark.slow  # a few short training runs on the demo data
+@pytest.mark.parametrize(
+    "block",
+    [(p, i) for p in PAGES for i, _ in enumerate(drift.runnable_blocks(p.read_text()))],
+    ids=lambda b: f"{b[0].name}-{b[1]}" if isinstance(b, tuple) else str(b),
+)
+def test_runnable_demo_blocks_run(block, tmp_path):
+    """Each ```bash demo block runs as a user would, in a fresh folder where configs/, tools/ and
+    scripts/ are the checkout's (so its outputs and the demo data land in that folder)."""
+    page, index = block
+    code = drift.runnable_blocks(page.read_text())[index]
+    for name in ("configs", "tools", "scripts", "benchmarks", "pretrain"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets"), "PYTHONWARNINGS": "ignore"}
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # `python` is ours
+    result = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env={**env, "PATH": path},
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, f"{page.name} block {index}:\n{code}\n{result.stderr[-3000:]}"
+
+
+def test_some_blocks_are_marked_runnable():
+    assert sum(len(drift.runnable_blocks(p.read_text())) for p in PAGES) >= 2
