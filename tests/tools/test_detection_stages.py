@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # both detection stages through the tools, on one and two processes
+# both detection stages through the tools, on one and two processes (DDP on gloo, COCOeval): CI
+# runs these on both detectron2 builds
+pytestmark = [pytest.mark.slow, pytest.mark.both_builds]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Train on the 40-image val split too, 2 iterations each: this checks the plumbing, not accuracy.
