@@ -80,3 +80,27 @@ def write_stage(randomize_frozen_norms):
     return lambda directory, config, opts, seed=3: _write_stage(
         directory, config, opts, randomize_frozen_norms, seed
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """docs/detection.md's and docs/configs.md's runnable blocks (the tiny deterministic RPN ->
+    Fast R-CNN pipeline, YAML and LazyConfig, and the YAML training stages once more), run once
+    per session in this process: ``tests/pipelines.py``."""
+    from pipelines import run_tiny_pipeline
+
+    return run_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+
+
+@pytest.fixture(scope="session")
+def gpu_check_on_cpu(tmp_path_factory):
+    """``benchmarks/gpu_check.py --device cpu`` run once: every pipeline stage through the tools
+    (child processes, as on a GPU machine), then ``benchmarks/speed.py --quick`` with every group,
+    which tests/test_speed_benchmark.py reads (no group is timed twice). (output dir, the run)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("gpu_check")
+    command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--output-dir", str(out)]
+    root = Path(__file__).resolve().parents[1]
+    return out, subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)

@@ -160,11 +160,22 @@ def test_the_drift_checks_fail_when_one_side_changes(options, keys, lazy_twins, 
     [(p, i) for p in PAGES for i, _ in enumerate(drift.runnable_blocks(p.read_text()))],
     ids=lambda b: f"{b[0].name}-{b[1]}" if isinstance(b, tuple) else str(b),
 )
-def test_runnable_demo_blocks_run(block, tmp_path):
+def test_runnable_demo_blocks_run(block, tmp_path, request):
     """Each ```bash demo block runs as a user would, in a fresh folder where configs/, tools/ and
-    scripts/ are the checkout's (so its outputs and the demo data land in that folder)."""
+    scripts/ are the checkout's (so its outputs and the demo data land in that folder). The blocks
+    that are the shared tiny pipeline (tests/pipelines.py) ran there, command by command; any
+    other block runs here in bash."""
+    from pipelines import LAZY_BLOCK, YAML_BLOCK, block_commands
+
     page, index = block
     code = drift.runnable_blocks(page.read_text())[index]
+    shared = {YAML_BLOCK: "yaml", LAZY_BLOCK: "lazy"}.get((str(page.relative_to(ROOT)), index))
+    if shared is not None:
+        pipeline = request.getfixturevalue("tiny_pipeline")
+        assert pipeline.commands[shared] == block_commands(str(page.relative_to(ROOT)), index)
+        ran = pipeline.results[shared]
+        assert len(ran) == len(pipeline.commands[shared]) and all(r.returncode == 0 for r in ran)
+        return
     for name in ("configs", "tools", "scripts", "benchmarks", "pretrain"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets"), "PYTHONWARNINGS": "ignore"}
@@ -172,6 +183,23 @@ def test_runnable_demo_blocks_run(block, tmp_path):
     result = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env={**env, "PATH": path},
                             capture_output=True, text=True, timeout=900)  # fmt: skip
     assert result.returncode == 0, f"{page.name} block {index}:\n{code}\n{result.stderr[-3000:]}"
+
+
+def test_the_tiny_pipeline_is_what_the_blocks_say():
+    """The pipeline's commands are the pages' blocks, parsed as bash would (continuations, quotes)."""
+    from pipelines import LAZY_BLOCK, YAML_BLOCK, block_commands, relocated, with_output
+
+    yaml = block_commands(*YAML_BLOCK)
+    assert [c[0] for c in yaml] == ["tools/train_rpn.py", "tools/train_fast_rcnn.py", "tools/eval_coco.py",
+                                    "tools/plot_metrics.py"]  # fmt: skip
+    assert yaml[0][yaml[0].index("DATASETS.TRAIN") + 1] == "('resnext_demo_val',)"  # quotes removed
+    assert with_output(yaml[0], "/x")[-2:] == ["OUTPUT_DIR", "/x"]
+    assert relocated(yaml[1:2], "output/try/", "o/")[0][4] == "o/rpn"
+    lazy = block_commands(*LAZY_BLOCK)
+    assert lazy[0][3] == "dataloader.train.dataset.names=[resnext_demo_val]"
+    assert with_output(lazy[0], "/x")[-1] == "train.output_dir=/x"
+    with pytest.raises(ValueError, match="names no output folder"):
+        with_output(["tools/plot_metrics.py"], "/x")
 
 
 def test_some_blocks_are_marked_runnable():

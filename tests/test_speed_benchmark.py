@@ -1,6 +1,8 @@
 """The speed benchmark's one command runs end to end (``--quick``: tiny sizes, one repetition) and
-writes the table, the JSON and the chart docs/speed.md shows. Its timings are not asserted here: speed
-targets live in the benchmark's own output, not in unit tests."""
+writes the table, the JSON and the chart docs/speed.md shows. It runs once per session, as the last
+step of ``benchmarks/gpu_check.py --device cpu`` (``gpu_check_on_cpu``), so that no group is timed
+twice. Its timings are not asserted here: speed targets live in the benchmark's own output, not in
+unit tests."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ pytestmark = pytest.mark.slow  # runs the speed benchmark's --quick variant
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_quick_speed_benchmark_writes_table_json_and_chart(tmp_path):
-    command = [sys.executable, "benchmarks/speed.py", "--quick", "--output", str(tmp_path)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
+    out, run = gpu_check_on_cpu
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    steps = json.loads((out / "gpu_check.json").read_text())["steps"]
+    assert steps[-1]["command"][:2] == ["benchmarks/speed.py", "--device"] and "--quick" in steps[-1]["command"]
+    tmp_path = out / "speed"
 
     result = json.loads((tmp_path / "speed_quick.json").read_text())
     rows = result["rows"]

@@ -4,8 +4,6 @@ hand-made stage-1 proposals, whose recalls are worked out by hand."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from resnext_det.analysis.browse import browse_dataset, matched_ious, proposal_recall
@@ -21,6 +19,7 @@ from detectron2.evaluation.coco_evaluation import _evaluate_box_proposals
 from detectron2.structures import Boxes, Instances
 from PIL import Image
 from pycocotools.coco import COCO
+from tool_runs import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/demo/rpn_tiny_C4.yaml"
@@ -157,7 +156,7 @@ def test_augmented_inputs_are_the_mappers(tiny_dataset, tmp_path):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True)
+    return run_tool(*args)
 
 
 def test_the_tool_on_any_coco_dataset(tiny_dataset, tmp_path):

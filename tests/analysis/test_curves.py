@@ -88,26 +88,16 @@ def test_a_missing_run_is_named(tmp_path):
 
 
 def test_the_tool_plots_runs_and_reports_cut_lines(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tool_runs import run_tool
 
-    root = Path(__file__).resolve().parents[2]
     rpn = write_run(tmp_path / "rpn", RPN_LINES, cut_tail='{"iteration": 79')
     frcn = write_run(tmp_path / "frcn", [{"iteration": 9, "total_loss": 2.0, "loss_cls": 1.5, "lr": 0.04},
                                          {"iteration": 10, "bbox/AP": 35.1, "bbox/AP50": 74.7}])  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", "tools/plot_metrics.py", str(rpn), str(frcn),
-         "--output", str(tmp_path / "p")],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = run_tool("tools/plot_metrics.py", str(rpn), str(frcn), "--output", str(tmp_path / "p"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rpn: 4 iterations logged, 1 unreadable line(s) skipped" in result.stdout
     series = json.loads((tmp_path / "p" / "series.json").read_text())
     assert series["accuracy"]["frcn: bbox/AP50"]["value"] == [74.7]
     assert (tmp_path / "p" / "overview.png").is_file()
-    missing = subprocess.run(
-        [sys.executable, "-W", "ignore", "tools/plot_metrics.py", str(tmp_path / "none")],
-        cwd=root, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    missing = run_tool("tools/plot_metrics.py", str(tmp_path / "none"))
     assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("error: ")

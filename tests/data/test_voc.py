@@ -15,6 +15,7 @@ from resnext_det.data.voc import VOCBothMetricsEvaluator, check_voc_folder, regi
 from resnext_det.errors import AnnotationFileError, DatasetFileError
 
 import pytest
+from tool_runs import run_tool
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
@@ -141,9 +142,7 @@ def test_the_two_stage_tools_on_a_voc_folder(voc_folder, tmp_path):
     short = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0"]
 
     def run(*args):
-        done = subprocess.run(
-            [sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True
-        )
+        done = run_tool(*args)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
         return done
 

@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from tool_runs import run_tool
 
-pytestmark = pytest.mark.slow  # tools in subprocesses
+pytestmark = pytest.mark.slow  # exports and predictions through the tools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args, datasets: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"DETECTRON2_DATASETS": str(datasets)} if datasets else {})}
-    return subprocess.run(
-        [sys.executable, "-W", "ignore", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    return run_tool(*args, env={"DETECTRON2_DATASETS": str(datasets)} if datasets else {})
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 5.0) -> Path:

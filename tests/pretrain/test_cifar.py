@@ -18,6 +18,7 @@ from resnext_det.modeling import count_params
 
 import numpy as np
 import pytest
+from tool_runs import run_tool
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +158,7 @@ def test_augmentation_is_a_padded_crop_and_a_flip_only():
 
 
 def run(*args):
-    result = subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True)
+    result = run_tool(*args)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 

@@ -1,13 +1,14 @@
 """Killed stages lose nothing: SIGKILL mid-run, --resume, and the result equals an uninterrupted run.
 
-Real tool runs in subprocesses, on the demo data, in deterministic mode with SEED 0:
+On the shared tiny pipeline (``tiny_pipeline``: docs/detection.md's block, deterministic, SEED 0):
 
-* two uninterrupted runs of the tiny pipeline (stage 1, stage 2 on its proposals, evaluation)
-  give identical weights, losses, proposals and detections (determinism);
-* a run killed with SIGKILL mid-way, with a half-written newer checkpoint left behind (as a kill
-  during the write would), refuses to restart without --resume/--overwrite, and with --resume
-  continues from the newest complete checkpoint to the same weights, losses and proposals as
-  the uninterrupted run (right iteration, lr, optimizer state and data position);
+* two uninterrupted runs of it (stage 1, stage 2 on its proposals with a final evaluation) give
+  identical weights, losses, proposals and detections (determinism);
+* its stage 1, killed with SIGKILL mid-way (a child process: the kill is what is tested), with a
+  half-written newer checkpoint left behind (as a kill during the write would), refuses to
+  restart without --resume/--overwrite, and with --resume continues from the newest complete
+  checkpoint to the same weights, losses and proposals as the uninterrupted run (right
+  iteration, lr, optimizer state and data position);
 * a diverging run stops with one paragraph naming the iteration, and leaves only finite,
   complete checkpoints.
 """
@@ -27,18 +28,10 @@ from resnext_det.checkpoint.safe_checkpointer import complete_checkpoints
 import numpy as np
 import pytest
 import torch
-from test_detection_stages import ROOT, run
+from pipelines import with_output
+from tool_runs import ROOT, run_tool
 
 pytestmark = pytest.mark.slow  # kills and resumes real training runs
-
-# stage 1 on the 40-image val split, from random weights (BN), 12 iterations, a checkpoint every 3
-RPN = [
-    "tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml",
-    "DATASETS.TRAIN", "('resnext_demo_val',)", "DATASETS.TEST", "()",
-    "SOLVER.MAX_ITER", "12", "SOLVER.STEPS", "(8,)", "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.CHECKPOINT_PERIOD", "3", "MODEL.RESNEXT.NORM", "BN", "MODEL.RESNEXT.FREEZE_AT", "0",
-    "SEED", "0", "DETERMINISTIC", "True",
-]  # fmt: skip
 
 
 def losses(output_dir: Path) -> dict[int, dict]:
@@ -64,11 +57,11 @@ def assert_same_store(a: Path, b: Path) -> None:
         assert np.array_equal(np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy")), name
 
 
-def kill_when(command: list[str], tmp_path: Path, marker: Path) -> None:
-    """Start a tool and SIGKILL it as soon as ``marker`` exists (it must still be running)."""
-    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
+def kill_when(command: list[str], marker: Path, env: dict, cwd: Path = ROOT) -> None:
+    """Start a tool in a child process and SIGKILL it as soon as ``marker`` exists (it must still
+    be running)."""
     process = subprocess.Popen(
-        [sys.executable, "-W", "ignore", *command], cwd=ROOT, env=env,
+        [sys.executable, "-W", "ignore", *command], cwd=cwd, env={**os.environ, **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 600
@@ -78,53 +71,33 @@ def kill_when(command: list[str], tmp_path: Path, marker: Path) -> None:
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-# stage 2 on stage 1's proposals for the same split, evaluated on it at the end
-FAST_RCNN = [
-    "tools/train_fast_rcnn.py", "--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml",
-    "DATASETS.TRAIN", "('resnext_demo_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "2",
-    "MODEL.RESNEXT.NORM", "BN", "MODEL.RESNEXT.FREEZE_AT", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-    "SEED", "0", "DETERMINISTIC", "True",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The tiny pipeline twice: stage 1, then stage 2 on its proposals with a final evaluation."""
-    tmp = tmp_path_factory.mktemp("rpn_runs")
-    outputs = []
-    for name in ("a", "b"):
-        result = run(tmp, *RPN, "OUTPUT_DIR", str(tmp / name))
-        assert result.returncode == 0, result.stderr[-3000:]
-        stage2 = [*FAST_RCNN[:3], "--proposals", str(tmp / name), *FAST_RCNN[3:]]
-        result = run(tmp, *stage2, "OUTPUT_DIR", str(tmp / name / "fast_rcnn"))
-        assert result.returncode == 0, result.stderr[-3000:]
-        outputs.append(tmp / name)
-    return tmp, outputs
+def with_flag(command: list[str], flag: str) -> list[str]:
+    """``command`` with ``flag`` after its ``--config-file FILE`` (flags before the overrides)."""
+    return [*command[:3], flag, *command[3:]]
 
 
 @pytest.mark.both_builds  # the trainer's state and --resume differ between the builds
-def test_two_runs_of_the_pipeline_are_identical(uninterrupted):
-    _, (a, b) = uninterrupted
-    assert losses(a) == losses(b) and 11 in losses(a)  # detectron2 logs every 20 iterations and the last
+def test_two_runs_of_the_pipeline_are_identical(tiny_pipeline):
+    a, b = tiny_pipeline.yaml, tiny_pipeline.again
+    assert losses(a / "rpn") == losses(b / "rpn") and 11 in losses(a / "rpn")  # logged every 20 and the last
     for name in ("model_0000002.pth", "model_0000008.pth", "model_final.pth"):
-        assert_same_weights(a / name, b / name)
-    assert_same_store(a / "proposals_resnext_demo_val", b / "proposals_resnext_demo_val")
-    assert_same_weights(a / "fast_rcnn" / "model_final.pth", b / "fast_rcnn" / "model_final.pth")
-    assert losses(a / "fast_rcnn") == losses(b / "fast_rcnn")
+        assert_same_weights(a / "rpn" / name, b / "rpn" / name)
+    assert_same_store(a / "rpn" / "proposals_resnext_demo_val", b / "rpn" / "proposals_resnext_demo_val")
+    assert_same_weights(a / "frcn" / "model_final.pth", b / "frcn" / "model_final.pth")
+    assert losses(a / "frcn") == losses(b / "frcn")
     detections = [
-        json.loads(
-            (d / "fast_rcnn" / "inference" / "resnext_demo_val" / "coco_instances_results.json").read_text()
-        )
+        json.loads((d / "frcn" / "inference" / "resnext_demo_val" / "coco_instances_results.json").read_text())
         for d in (a, b)
     ]
     assert len(detections[0]) > 0 and detections[0] == detections[1]  # hence the same AP
 
 
 @pytest.mark.both_builds  # the trainer's state and --resume differ between the builds
-def test_killed_then_resumed_equals_uninterrupted(uninterrupted):
-    tmp, (reference, _) = uninterrupted
-    out = tmp / "killed"
-    kill_when([*RPN, "OUTPUT_DIR", str(out)], tmp, out / "model_0000005.pth")
+def test_killed_then_resumed_equals_uninterrupted(tiny_pipeline, tmp_path):
+    reference = tiny_pipeline.yaml / "rpn"
+    out = tmp_path / "killed"
+    rpn = with_output(tiny_pipeline.commands["yaml"][0], out)
+    kill_when(rpn, out / "model_0000005.pth", tiny_pipeline.env, cwd=tiny_pipeline.root)
     assert not (out / "model_final.pth").exists()
     # what a kill during a later checkpoint write leaves: the temporary file, and (from a copy
     # tool or a file system that lost the tail) a truncated file under a newer final name
@@ -132,13 +105,13 @@ def test_killed_then_resumed_equals_uninterrupted(uninterrupted):
     (out / "model_0000099.pth").write_bytes(newest.read_bytes()[:1000])
     (out / "model_0000102.pth.partial").write_bytes(newest.read_bytes()[:500])
 
-    again = run(tmp, *RPN, "OUTPUT_DIR", str(out))
+    again = tiny_pipeline.run(*rpn)
     assert (
         again.returncode == 1 and "holds an earlier run" in again.stderr and "pass --resume" in again.stderr
     )
     assert "Traceback" not in again.stderr
 
-    resumed = run(tmp, *RPN[:3], "--resume", *RPN[3:], "OUTPUT_DIR", str(out))  # flags before KEY VALUE
+    resumed = tiny_pipeline.run(*with_flag(rpn, "--resume"))  # flags before KEY VALUE
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     start = int(newest.stem.split("_")[1]) + 1
     assert f"Starting training from iteration {start}" in resumed.stderr + resumed.stdout
@@ -152,11 +125,10 @@ def test_killed_then_resumed_equals_uninterrupted(uninterrupted):
     assert_same_store(out / "proposals_resnext_demo_val", reference / "proposals_resnext_demo_val")
 
 
-def test_divergence_stops_with_the_iteration_and_keeps_good_checkpoints(tmp_path):
+def test_divergence_stops_with_the_iteration_and_keeps_good_checkpoints(tiny_pipeline, tmp_path):
     out = tmp_path / "diverged"
-    result = run(
-        tmp_path, *RPN, "SOLVER.BASE_LR", "1e6", "SOLVER.CHECKPOINT_PERIOD", "1", "OUTPUT_DIR", str(out)
-    )
+    rpn = with_output(tiny_pipeline.commands["yaml"][0], out)
+    result = tiny_pipeline.run(*rpn, "SOLVER.BASE_LR", "1e6", "SOLVER.CHECKPOINT_PERIOD", "1")
     assert result.returncode == 1, result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: training diverged"), message
@@ -175,11 +147,12 @@ def test_pretraining_killed_then_resumed_equals_uninterrupted(tmp_path):
         "tools/pretrain_imagenet.py", "--config-file", "configs/demo/imagenet_tiny.yaml",
         "DATA.ROOT", str(data), "SOLVER.EPOCHS", "4", "SOLVER.STEPS", "(3,)", "DETERMINISTIC", "True",
     ]  # fmt: skip
-    reference = run(tmp_path, *command, "OUTPUT_DIR", str(tmp_path / "reference"))
+    env = {"DETECTRON2_DATASETS": str(tmp_path / "datasets")}
+    reference = run_tool(*command, "OUTPUT_DIR", str(tmp_path / "reference"), env=env)
     assert reference.returncode == 0, reference.stderr[-3000:]
     out = tmp_path / "killed"
-    kill_when([*command, "OUTPUT_DIR", str(out)], tmp_path, out / "model_0000014.pth")  # after epoch 1
-    resumed = run(tmp_path, *command[:3], "--resume", *command[3:], "OUTPUT_DIR", str(out))
+    kill_when([*command, "OUTPUT_DIR", str(out)], out / "model_0000014.pth", env)  # after epoch 1
+    resumed = run_tool(*with_flag(command, "--resume"), "OUTPUT_DIR", str(out), env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_weights(out / "model_final.pth", tmp_path / "reference" / "model_final.pth")
     final = [json.loads((d / "final_metrics.json").read_text()) for d in (out, tmp_path / "reference")]

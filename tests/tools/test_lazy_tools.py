@@ -18,39 +18,13 @@ from resnext_det.checkpoint.safe_checkpointer import complete_checkpoints
 import numpy as np
 import pytest
 import torch
-from test_crash_resume import assert_same_store, assert_same_weights, kill_when
-from test_detection_stages import run
+from pipelines import with_output
+from test_crash_resume import assert_same_store, assert_same_weights, kill_when, with_flag
+from tool_runs import run_tool, run_tool_process
 
-pytestmark = pytest.mark.slow  # real training runs through the tools
-
-# the 40-image val split for training and testing, from random weights (BN), a checkpoint every 3
-YAML_RPN = [
-    "tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml",
-    "DATASETS.TRAIN", "('resnext_demo_val',)", "SOLVER.MAX_ITER", "12", "SOLVER.STEPS", "(8,)",
-    "SOLVER.WARMUP_ITERS", "3", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "3",
-    "MODEL.RESNEXT.NORM", "BN", "MODEL.RESNEXT.FREEZE_AT", "0",
-]  # fmt: skip
-LAZY_RPN = [
-    "tools/train_rpn.py", "--config-file", "configs/lazy/demo/rpn_tiny_C4.py",
-    "dataloader.train.dataset.names=[resnext_demo_val]", "train.max_iter=12",
-    "lr_multiplier.scheduler.milestones=[8]", "lr_multiplier.scheduler.num_updates=12",
-    "lr_multiplier.warmup_length=0.25", "dataloader.train.total_batch_size=2",
-    "train.checkpointer.period=3", "model.backbone.norm=BN", "model.backbone.freeze_at=0",
-]  # fmt: skip
-YAML_FAST_RCNN = [
-    "--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml",
-    "DATASETS.TRAIN", "('resnext_demo_val',)", "SOLVER.MAX_ITER", "6", "SOLVER.STEPS", "(4,)",
-    "SOLVER.WARMUP_ITERS", "3", "SOLVER.IMS_PER_BATCH", "2", "MODEL.RESNEXT.NORM", "BN",
-    "MODEL.RESNEXT.FREEZE_AT", "0", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
-]  # fmt: skip
-LAZY_FAST_RCNN = [
-    "--config-file", "configs/lazy/demo/fast_rcnn_tiny_C4.py",
-    "dataloader.train.dataset.names=[resnext_demo_val]", "train.max_iter=6",
-    "lr_multiplier.scheduler.milestones=[4]", "lr_multiplier.scheduler.num_updates=6",
-    "lr_multiplier.warmup_length=0.5", "dataloader.train.total_batch_size=2",
-    "model.backbone.norm=BN", "model.backbone.freeze_at=0",
-    "model.roi_heads.box_predictor.test_score_thresh=0.0",
-]  # fmt: skip
+# the LazyConfig runs go through detectron2's LazyConfig, instantiate and trainer, which differ
+# between the builds: CI runs this file on both
+pytestmark = [pytest.mark.slow, pytest.mark.both_builds]
 
 
 def ok(result):
@@ -58,41 +32,9 @@ def ok(result):
     return result
 
 
-@pytest.fixture(scope="module")
-def pipelines(tmp_path_factory):
-    """Stage 1, stage 2 on its proposals, and eval_coco: once from the YAML configs, once from
-    their LazyConfig twins (flags before the overrides)."""
-    tmp = tmp_path_factory.mktemp("lazy_vs_yaml")
-    yaml, lazy = tmp / "yaml", tmp / "lazy"
-    ok(run(tmp, *YAML_RPN, "OUTPUT_DIR", str(yaml / "rpn")))
-    ok(run(tmp, *LAZY_RPN, f"train.output_dir={lazy / 'rpn'}"))
-    for out, stage2, output in (
-        (yaml, YAML_FAST_RCNN, ["OUTPUT_DIR", str(yaml / "frcn")]),
-        (lazy, LAZY_FAST_RCNN, [f"train.output_dir={lazy / 'frcn'}"]),
-    ):
-        proposals = ["--proposals", str(out / "rpn")]
-        ok(run(tmp, "tools/train_fast_rcnn.py", *stage2[:2], *proposals, *stage2[2:], *output))
-    yaml_weights = ["MODEL.WEIGHTS", str(yaml / "frcn" / "model_final.pth"), "OUTPUT_DIR", str(yaml / "eval")]
-    yaml_eval = [*YAML_FAST_RCNN[:2], "--proposals", str(yaml / "rpn"), *YAML_FAST_RCNN[2:], *yaml_weights]
-    ok(run(tmp, "tools/eval_coco.py", *yaml_eval))
-    evaluation = ok(
-        run(
-            tmp,
-            "tools/eval_coco.py",
-            *LAZY_FAST_RCNN[:2],
-            "--proposals",
-            str(lazy / "rpn"),
-            "--analysis",
-            *LAZY_FAST_RCNN[2:],
-            f"train.init_checkpoint={lazy / 'frcn' / 'model_final.pth'}",
-            f"train.output_dir={lazy / 'eval'}",
-        )  # fmt: skip
-    )
-    return tmp, yaml, lazy, evaluation
-
-
-def test_a_lazy_twin_trains_and_evaluates_exactly_as_its_yaml_twin(pipelines):
-    _, yaml, lazy, evaluation = pipelines
+def test_a_lazy_twin_trains_and_evaluates_exactly_as_its_yaml_twin(tiny_pipeline):
+    yaml, lazy = tiny_pipeline.yaml, tiny_pipeline.lazy
+    evaluation = tiny_pipeline.results["lazy"][-1]
     for name in ("model_0000005.pth", "model_final.pth"):
         assert_same_weights(yaml / "rpn" / name, lazy / "rpn" / name)
     assert_same_store(
@@ -119,20 +61,21 @@ def test_a_lazy_twin_trains_and_evaluates_exactly_as_its_yaml_twin(pipelines):
     ).read_text()
 
 
-def test_a_killed_lazy_run_resumes_to_the_uninterrupted_weights(pipelines):
-    tmp, _, lazy, _ = pipelines
-    out = tmp / "killed"
-    kill_when([*LAZY_RPN, f"train.output_dir={out}"], tmp, out / "model_0000005.pth")
+def test_a_killed_lazy_run_resumes_to_the_uninterrupted_weights(tiny_pipeline, tmp_path):
+    lazy = tiny_pipeline.lazy
+    out = tmp_path / "killed"
+    rpn = with_output(tiny_pipeline.commands["lazy"][0], out)
+    kill_when(rpn, out / "model_0000005.pth", tiny_pipeline.env, cwd=tiny_pipeline.root)
     assert not (out / "model_final.pth").exists()
     newest = complete_checkpoints(out)[0]
     (out / "model_0000099.pth").write_bytes(newest.read_bytes()[:1000])  # what a kill mid-write leaves
 
-    again = run(tmp, *LAZY_RPN, f"train.output_dir={out}")
+    again = tiny_pipeline.run(*rpn)
     assert (
         again.returncode == 1 and "holds an earlier run" in again.stderr and "Traceback" not in again.stderr
     )
 
-    resumed = ok(run(tmp, *LAZY_RPN[:3], "--resume", *LAZY_RPN[3:], f"train.output_dir={out}"))
+    resumed = ok(tiny_pipeline.run(*with_flag(rpn, "--resume")))
     start = int(newest.stem.split("_")[1]) + 1
     assert f"Starting training from iteration {start}" in resumed.stderr + resumed.stdout
     for name in ("model_0000008.pth", "model_0000011.pth", "model_final.pth"):
@@ -143,19 +86,12 @@ def test_a_killed_lazy_run_resumes_to_the_uninterrupted_weights(pipelines):
     assert trainer_state["optimizer"]["state"] and trainer_state["stream_seed"] == 0
 
 
-def test_a_lazy_run_on_two_cpu_processes(tmp_path):
+def test_a_lazy_run_on_two_cpu_processes(tiny_pipeline, tmp_path):
+    """Two gloo processes: a child process (this one stays out of torch.distributed)."""
     out = tmp_path / "rpn2"
-    ok(
-        run(
-            tmp_path,
-            *LAZY_RPN[:3],
-            "--num-gpus",
-            "2",
-            *LAZY_RPN[3:],
-            "train.max_iter=2",
-            f"train.output_dir={out}",
-        )
-    )
+    rpn = with_output(tiny_pipeline.commands["lazy"][0], out)
+    two_processes = [*rpn[:3], "--num-gpus", "2", *rpn[3:], "train.max_iter=2"]
+    ok(run_tool_process(*two_processes, env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")}))
     ids = np.load(out / "proposals_resnext_demo_val" / "ids.npy", allow_pickle=False)
     assert len(ids) == 40 and len(set(ids.tolist())) == 40  # every image once, from both processes
 
@@ -172,15 +108,17 @@ def test_a_lazy_run_on_two_cpu_processes(tmp_path):
         ),
     ],
 )  # fmt: skip
-def test_lazy_mistakes_are_one_paragraph(args, expected, tmp_path):
-    result = run(tmp_path, *LAZY_RPN[:3], *args, f"train.output_dir={tmp_path / 'out'}")
+def test_lazy_mistakes_are_one_paragraph(args, expected, tiny_pipeline, tmp_path):
+    lazy_rpn = tiny_pipeline.commands["lazy"][0][:3]
+    result = run_tool(*lazy_rpn, *args, f"train.output_dir={tmp_path / 'out'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and expected in message, message
 
 
 def test_stage1_refuses_a_detector(tmp_path):
-    result = run(tmp_path, "tools/train_rpn.py", *LAZY_FAST_RCNN[:2], f"train.output_dir={tmp_path / 'out'}")
+    lazy_frcn = ["--config-file", "configs/lazy/demo/fast_rcnn_tiny_C4.py"]
+    result = run_tool("tools/train_rpn.py", *lazy_frcn, f"train.output_dir={tmp_path / 'out'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "trains stage 1, a ProposalNetwork" in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()  # found before anything was written
@@ -188,6 +126,7 @@ def test_stage1_refuses_a_detector(tmp_path):
 
 def test_a_yaml_only_tool_names_the_tools_that_take_a_lazy_config(tmp_path):
     images = ["--proposals", str(tmp_path), "--images", str(tmp_path)]
-    result = run(tmp_path, "tools/eval_coco.py", *LAZY_FAST_RCNN[:2], *images)
+    lazy_frcn = ["--config-file", "configs/lazy/demo/fast_rcnn_tiny_C4.py"]
+    result = run_tool("tools/eval_coco.py", *lazy_frcn, *images)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "is a LazyConfig (.py): tools/train_rpn.py" in result.stderr.strip().splitlines()[-1]

@@ -10,6 +10,7 @@ from pathlib import Path
 from pretrain.synthetic import generate_image_folder
 
 import pytest
+from tool_runs import run_tool
 import torch
 
 pytestmark = pytest.mark.slow  # pretraining, evaluation and conversion through the tools
@@ -18,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    result = run_tool(*args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
