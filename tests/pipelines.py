@@ -65,7 +65,7 @@ def relocated(commands: list[list[str]], old: str, new: str) -> list[list[str]]:
     def move(word: str) -> str:
         key, sep, value = word.rpartition("=")
         if value.startswith(old):
-            return f"{key}{sep}{new}{value[len(old):]}"
+            return f"{key}{sep}{new}{value[len(old) :]}"
         return word
 
     return [[move(w) for w in command] for command in commands]

@@ -17,10 +17,13 @@ from detectron2.data import DatasetCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.structures import Boxes, BoxMode, Instances
 
-pytestmark = pytest.mark.skipif(
-    not compat.has_compiled_ops(),
-    reason="needs detectron2._C (an official build); runs in the official-detectron2 leg of .ci/run",
-)
+pytestmark = [
+    pytest.mark.both_builds,
+    pytest.mark.skipif(
+        not compat.has_compiled_ops(),
+        reason="needs detectron2._C (an official build); runs in the official-detectron2 leg of .ci/run",
+    ),
+]
 
 
 def test_the_project_leaves_the_compiled_ops_in_place():

@@ -40,7 +40,14 @@ def test_gpu_check_runs_every_stage_on_the_cpu(gpu_check_on_cpu):
         assert cfg["MODEL"]["DEVICE"] == "cpu" and cfg["SOLVER"]["MAX_ITER"] == iterations
     speed = report["speed"]
     assert speed["environment"]["gpu"] is None and speed["environment"]["quick"]
-    assert speed["environment"]["groups"] == ["backbones", "detectors", "classification", "block_forms", "deploy", "memory"]
+    assert speed["environment"]["groups"] == [
+        "backbones",
+        "detectors",
+        "classification",
+        "block_forms",
+        "deploy",
+        "memory",
+    ]
     assert {"2. C4 Faster R-CNN training iteration", "2. C4 Faster R-CNN inference"} <= {
         r["group"] for r in speed["rows"]
     }

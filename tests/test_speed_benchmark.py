@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow  # runs the speed benchmark's --quick variant
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the speed benchmark's --quick variant, run by gpu_check on the CPU
 def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
     out, run = gpu_check_on_cpu
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     steps = json.loads((out / "gpu_check.json").read_text())["steps"]
-    assert steps[-1]["command"][:2] == ["benchmarks/speed.py", "--device"] and "--quick" in steps[-1]["command"]
+    assert (
+        steps[-1]["command"][:2] == ["benchmarks/speed.py", "--device"] and "--quick" in steps[-1]["command"]
+    )
     tmp_path = out / "speed"
 
     result = json.loads((tmp_path / "speed_quick.json").read_text())
@@ -47,11 +47,13 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
     # classification: one per precision, training and inference; deploy: detection and classification
     assert len(references) == 1 + 2 + 3 * 2 + 2 + 2
     for r in rows:
-        assert r["seconds"] > 0 and len(r["all_seconds"]) == 1
-        low, high = r["ratio_range"]
-        assert low <= r["ratio"] <= high
-        if r["reference"]:
-            assert r["ratio"] == 1.0
+        assert r["seconds"] > 0 and len(r["all_seconds"]) == 1 and r["seconds"] == r["all_seconds"][0]
+        # each ratio is this row's time over one of its group's references, timed in the same round
+        group_references = [ref for ref in references if ref["group"] == r["group"]]
+        assert any(
+            r["ratio"] == pytest.approx(r["all_seconds"][0] / ref["all_seconds"][0])
+            for ref in group_references
+        ), (r["group"], r["model"])
     by_model = {(r["group"], r["model"]): r for r in rows}
     backbone = "1. C4 backbone, forward+backward"
     assert by_model[(backbone, "detectron2 X50 (32x4d)")]["reference"]
@@ -86,3 +88,23 @@ def test_unequal_roi_counts_stop_the_benchmark():
         speed.same_count({"ours_x50": [100], "d2_x50": [83]}, "inference")
     with pytest.raises(RuntimeError, match="different numbers of RoIs in training"):
         speed.same_count({"ours_x50": [64, 60]}, "training")
+
+
+def test_a_row_is_the_median_and_range_of_per_round_ratios():
+    """timing.row's known answers: the ratio is the median of time / reference per round (not a
+    ratio of medians), the range their extremes; only the reference row is marked."""
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from timing import row
+
+    reference = [1.0, 1.0, 2.0]
+    got = row("g", "model", [2.0, 4.0, 6.0], reference, images=2, macs=3e9, peak=1e9, size="s")
+    assert (got["ratio"], got["ratio_range"], got["seconds"], got["reference"]) == (
+        3.0,
+        [2.0, 4.0],
+        4.0,
+        False,
+    )
+    assert got["images_per_s"] == 0.5 and got["gmac_per_s"] == 0.75 and got["fraction_of_peak"] == 0.75
+    ref = row("g", "reference", reference, reference, images=2, macs=None, peak=1e9, size="s")
+    assert ref["reference"] and ref["ratio"] == 1.0 and ref["fraction_of_peak"] is None

@@ -37,7 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_tool_process(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_tool_process(
+    *args: str, env: dict | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """``python -W ignore ARGS`` in a child process in the checkout, with ``env`` added."""
     return subprocess.run(
         [sys.executable, "-W", "ignore", *args],
@@ -104,15 +106,18 @@ def _captured_fds():
 
 @contextmanager
 def _isolated_run(script: str, args: tuple[str, ...], env: dict, cwd: Path):
+    from resnext_det.data.demo_dataset import DEMO_SPLITS
+
     import torch
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.utils import logger as d2_logger
 
-    from resnext_det.data.demo_dataset import DEMO_SPLITS
-
     saved_argv, saved_path, saved_cwd = sys.argv, list(sys.path), os.getcwd()
     saved_env = {key: os.environ.get(key) for key in env}
-    saved_catalogs = dict(DatasetCatalog), {name: MetadataCatalog.get(name) for name in MetadataCatalog.list()}
+    saved_catalogs = (
+        dict(DatasetCatalog),
+        {name: MetadataCatalog.get(name) for name in MetadataCatalog.list()},
+    )
     saved_handlers = _logging_handlers()
     deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     try:
@@ -145,7 +150,9 @@ def _isolated_run(script: str, args: tuple[str, ...], env: dict, cwd: Path):
 
 def _logging_handlers() -> dict[str, list[logging.Handler]]:
     loggers = {"": logging.getLogger()}
-    loggers |= {n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    loggers |= {
+        n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)
+    }
     return {name: list(lg.handlers) for name, lg in loggers.items()}
 
 

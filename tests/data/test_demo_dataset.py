@@ -8,6 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,9 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 @pytest.fixture(scope="module")
 def demo_cfg(demo_root):

@@ -14,14 +14,12 @@ from resnext_det.errors import ConfigError, ExportError, OutputDirError, Weights
 import numpy as np
 import pytest
 import torch
+from exported_models import EXACT_SIZES, INEXACT_SIZE, assert_same_detections, eager
 
-pytestmark = pytest.mark.slow  # each export traces the whole pair (ONNX ~10 s, .pt2 ~1 min)
+# each export traces the whole pair (ONNX ~20 s). The one .pt2 compile of the suite (~100 s) is
+# the trained demo pair's, in tests/tools/test_demo.py, which also checks it at any size.
+pytestmark = pytest.mark.slow
 
-# 128x160 is upsampled exactly 2x and 256x300 kept as it is: sizes where every backend's resize
-# gives the same pixels. 200x150 is not: ONNX Runtime's antialiased uint8 Resize rounds about 1%
-# of the pixels one level differently from torch's (and PIL's), which moves boxes by ~1e-2 px.
-EXACT_SIZES = [(128, 160), (256, 300)]
-INEXACT_SIZE = (200, 150)
 
 
 def images(*sizes):
@@ -31,18 +29,6 @@ def images(*sizes):
 @pytest.fixture(scope="module")
 def graph(tiny_stage_dirs):
     return build_graph(load_stage_pair(*tiny_stage_dirs))
-
-
-def eager(graph, image):
-    with torch.no_grad():
-        return [t.numpy() for t in graph(torch.from_numpy(image))]
-
-
-def assert_same_detections(got, expected, box_tolerance):
-    assert len(expected[0]) > 10  # random weights give many detections: a real comparison
-    assert np.array_equal(got[2], expected[2])
-    np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=box_tolerance)
-    np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-4)
 
 
 def test_onnx_meta_records_what_a_user_needs(onnx_dir, tiny_stage_dirs):
@@ -80,14 +66,6 @@ def test_predictor_call_returns_instances_in_image_pixels(onnx_dir):
     assert instances.image_size == (300, 90) and len(instances) > 0
     boxes = instances.pred_boxes.tensor
     assert (boxes[:, 2] <= 90 + 1e-3).all() and (boxes[:, 3] <= 300 + 1e-3).all() and (boxes >= 0).all()
-
-
-def test_pt2_package_equals_eager_at_any_size(tiny_stage_dirs, graph, tmp_path):
-    folder = export_stage_pair(*tiny_stage_dirs, tmp_path / "pt2", "pt2")
-    assert json.loads((folder / "meta.json").read_text())["format"] == "pt2"
-    predictor = load(folder)
-    for image in images(*EXACT_SIZES, INEXACT_SIZE):  # the same resize kernel as eager
-        assert_same_detections(predictor.run(image), eager(graph, image), box_tolerance=1e-3)
 
 
 def test_an_existing_folder_is_kept_without_overwrite(onnx_dir, tiny_stage_dirs, tmp_path):
@@ -152,11 +130,14 @@ def test_a_truncated_model_file_is_refused_by_name(onnx_dir, tmp_path):
 
 
 def test_random_x50_pair_at_full_size_exports_and_runs_at_two_sizes(tmp_path, write_stage):
-    """The paper's ResNeXt-50 32x4d C4 pair (800-pixel test size, 1000 proposals), random weights;
-    a low score threshold so that random class scores (about 1/81) still give detections."""
+    """The paper's ResNeXt-50 32x4d C4 pair at its 800-pixel test size, random weights; a low
+    score threshold so that random class scores (about 1/81) still give detections. 300 proposals
+    per image (py-faster-rcnn's test count) instead of the config's 1000: the res5 head's cost is
+    proportional to them and was 2/3 of this test's time; the graph is the same either way."""
     rpn = write_stage(tmp_path / "rpn", "COCO-Detection/rpn_X50_32x4d_C4.yaml", [])
     frcn = write_stage(tmp_path / "frcn", "COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml", [])
-    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001"]
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "PROPOSALS.TEST_POST_NMS_TOPK", "300",
+            "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", "300"]  # fmt: skip
     folder = export_stage_pair(rpn, frcn, tmp_path / "onnx", "onnx", opts=opts)
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["template"]["rpn"] == meta["template"]["fast_rcnn"]
@@ -170,3 +151,23 @@ def test_random_x50_pair_at_full_size_exports_and_runs_at_two_sizes(tmp_path, wr
         assert_same_detections(got, eager(graph, image), box_tolerance=1e-2)
         assert len(got[0]) == 100  # DETECTIONS_PER_IMAGE
         assert got[0][:, 2].max() <= size[1] and got[0][:, 3].max() <= size[0]
+
+
+def test_verification_refuses_boxes_that_moved(onnx_dir, graph, monkeypatch):
+    """meta.json's ``verified`` is a check, not only a record: boxes a pixel off stop the export."""
+    import resnext_det.deploy.export as export
+
+    example = export.example_image(graph.min_size, graph.max_size)
+    assert export._verify(graph, onnx_dir, example, "cpu")["max_box_difference_px"] < 1e-3
+
+    class Shifted:
+        def __init__(self, predictor):
+            self.predictor = predictor
+
+        def run(self, image):
+            boxes, scores, classes = self.predictor.run(image)
+            return boxes + 0.5, scores, classes
+
+    monkeypatch.setattr(export, "load", lambda folder, device="cpu": Shifted(load(folder, device)))
+    with pytest.raises(ExportError, match=r"boxes differ by up to 0\.5 px \(at most 0\.01 px expected\)"):
+        export._verify(graph, onnx_dir, example, "cpu")

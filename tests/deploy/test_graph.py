@@ -11,6 +11,9 @@ import pytest
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 @pytest.fixture(scope="module")
 def pair(tiny_stage_dirs):

@@ -9,6 +9,9 @@ from resnext_det.engine import launch
 import pytest
 import torch
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def _two_process_worker(out_dir):
     from detectron2.engine import create_ddp_model

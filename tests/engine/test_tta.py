@@ -12,6 +12,9 @@ import pytest
 import torch
 from detectron2.structures import Boxes, Instances
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def tta_cfg(cfg, sizes, flip: bool):
     cfg = cfg.clone()

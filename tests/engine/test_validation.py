@@ -16,6 +16,9 @@ import pytest
 import torch
 from detectron2.utils.events import EventStorage
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def train_rpn(output_dir, validation_period: int):
     cfg = setup_cfg(

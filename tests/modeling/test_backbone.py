@@ -12,6 +12,9 @@ from detectron2.config import get_cfg
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, ROI_HEADS_REGISTRY, build_backbone
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def tiny_cfg(**resnext_keys):
     cfg = get_cfg()

@@ -10,6 +10,9 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def tiny_detector_cfg(**resnext_keys):
     cfg = get_cfg()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 from pretrain.cifar import get_cifar_cfg
@@ -18,8 +16,8 @@ from resnext_det.modeling import count_params
 
 import numpy as np
 import pytest
-from tool_runs import run_tool
 import torch
+from tool_runs import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE7 = {  # config -> (cardinality, classes, the paper's parameter count in millions)

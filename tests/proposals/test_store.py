@@ -16,6 +16,9 @@ import pytest
 from detectron2.data import DatasetCatalog, DatasetMapper, build_detection_test_loader
 from detectron2.data.build import get_detection_dataset_dicts
 
+# code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
+pytestmark = pytest.mark.both_builds
+
 
 def random_proposals(ids, seed=0):
     """Per image a different number of boxes (0 included), sorted by decreasing logit."""

@@ -3,17 +3,16 @@
 Every case runs a real tool as a user would and checks the exit status (1), that the last line
 of stderr is ``error: <message>`` matching the expected text, and that no traceback was printed:
 the first case of each tool in a child process (the exit status a shell sees), the others in this
-process (``tool_runs.run_tool``, the same ``__main__`` without the interpreter's start-up). docs/troubleshooting.md's table has a row for every case (checked by
-``test_the_troubleshooting_page_lists_every_case``); a diverging run is covered by test_crash_resume.py.
+process (``tool_runs.run_tool``, the same ``__main__`` without the interpreter's start-up).
+docs/troubleshooting.md's table has a row for every case (checked by
+``test_the_troubleshooting_page_lists_every_case``); a diverging run is covered by
+test_crash_resume.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

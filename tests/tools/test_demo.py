@@ -8,21 +8,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+from resnext_det.deploy import build_graph, load
+from resnext_det.engine.two_stage import load_stage_pair
+
+import cv2
+import numpy as np
 import pytest
 import tool_runs
+from exported_models import EXACT_SIZES, INEXACT_SIZE, assert_same_detections, eager
 
 pytestmark = pytest.mark.slow  # the demo pipeline, about 3 minutes
 
 ROOT = Path(__file__).resolve().parents[2]
-# `tools/demo.py` measured AP50 81.1 on the held-out val split (2026-12-01, 2 cores with
-# AVX-512, torch 2.14.1, SEED 0, pretraining's epoch seeds from mix_seed). Before, with the old
-# linear epoch seeds, it measured 81.4 (AVX2) and 83.5 (AVX-512), and 84.2 with another mixing.
-# Float-level differences move the pretraining to another minimum and the detector inherits it:
-# the former --quick variant (half of stage 2's iterations) moved between AP50 39 and 75 that
-# way, the full schedule between 81 and 84. The floor leaves room for that spread on other CPUs
-# while staying far above an untrained or broken pipeline (AP50 < 20).
-MEASURED_AP50 = 81.1
-MIN_AP50 = 65.0
+#: The README's and docs/demo.md's numbers: the last run of scripts/readme_pictures.py (SEED 0).
+DOCS_RESULTS = json.loads((ROOT / "docs" / "demo_results.json").read_text())
+#: How far this run may land from them. Float-level differences between CPUs (vector units, the
+#: pretraining's layout) move the small demo to another minimum: with SEED 0 the AP50 measured
+#: 78.4-84.2 on AVX2 and AVX-512 machines, AP 45.6-47.9. A regression of more than this, or a
+#: README that no longer says what the demo gives, fails.
+AP50_WINDOW = AP_WINDOW = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,10 @@ def test_demo_pipeline(demo):
     results = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert results["variant"] == "full"
     assert results["pretrain_top1_err"] < 10  # 4 classes: chance is 75%
-    assert results["bbox"]["AP50"] >= MIN_AP50, results["bbox"]
+    box, documented = results["bbox"], DOCS_RESULTS["bbox"]
+    assert abs(box["AP50"] - documented["AP50"]) <= AP50_WINDOW, (box, documented)
+    assert abs(box["AP"] - documented["AP"]) <= AP_WINDOW, (box, documented)
+    assert DOCS_RESULTS["variant"] == results["variant"]
     assert set(results["seconds"]) == {
         "pretrain (shape crops, the demo's ImageNet)",
         "convert to detectron2 weights",
@@ -117,14 +124,49 @@ def run_tool(*args, env) -> subprocess.CompletedProcess:
     return result
 
 
-def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(demo):
+@pytest.fixture(scope="module")
+def demo_pt2(demo):
+    """The demo's trained pair exported to .pt2 by the README's command: the suite's one
+    AOTInductor compile (about 100 s), read by every .pt2 check."""
+    tmp_path, env, _, first = demo
+    assert first.returncode == 0, first.stderr[-3000:]
+    stages = ["--rpn", str(tmp_path / "demo" / "rpn"), "--fast-rcnn", str(tmp_path / "demo" / "fast_rcnn")]
+    run_tool("tools/export_model.py", *stages, "--format", "pt2", "--output", str(tmp_path / "pt2"), env=env)
+    return tmp_path / "pt2"
+
+
+def val_mosaic(val: Path, height: int, width: int) -> np.ndarray:
+    """A BGR image of ``height`` x ``width`` tiled from the val images (cut at the edges): many
+    objects, so that the trained pair gives many detections to compare (23-44 measured)."""
+    canvas = np.zeros((height, width, 3), np.uint8)
+    tiles = iter(sorted(val.glob("*.png")))
+    for y in range(0, height, 128):
+        for x in range(0, width, 160):
+            tile = cv2.imread(str(next(tiles)))
+            canvas[y : y + 128, x : x + 160] = tile[: min(128, height - y), : min(160, width - x)]
+    return canvas
+
+
+def test_the_demo_pt2_package_equals_eager_at_any_size(demo, demo_pt2):
+    """The .pt2 package (torch.export with a symbolic image size, AOTInductor) against the eager
+    graph of the same stages, at sizes upsampled, kept and resized unevenly: the same resize
+    kernel as eager, so boxes within 1e-3 px everywhere."""
+    tmp_path = demo[0]
+    assert json.loads((demo_pt2 / "meta.json").read_text())["format"] == "pt2"
+    graph = build_graph(load_stage_pair(tmp_path / "demo" / "rpn", tmp_path / "demo" / "fast_rcnn"))
+    predictor = load(demo_pt2)
+    val = tmp_path / "datasets" / "resnext_demo" / "val"
+    for size in (*EXACT_SIZES, INEXACT_SIZE):
+        image = val_mosaic(val, *size)
+        assert_same_detections(predictor.run(image), eager(graph, image), box_tolerance=1e-3)
+
+
+def test_the_demo_detector_exported_to_pt2_and_onnx_matches_pytorch(demo, demo_pt2):
     """README's export commands on the demo's trained stages: AP within 0.1 of the PyTorch pair
     for both formats, and per image the same detections to 1e-2 px."""
     tmp_path, env, _, first = demo
-    assert first.returncode == 0, first.stderr[-3000:]
     demo = tmp_path / "demo"
     stages = ["--rpn", str(demo / "rpn"), "--fast-rcnn", str(demo / "fast_rcnn")]
-    run_tool("tools/export_model.py", *stages, "--format", "pt2", "--output", str(tmp_path / "pt2"), env=env)
     exported_eval = ["--exported", str(tmp_path / "pt2"), "OUTPUT_DIR", str(tmp_path / "eval_pt2")]
     run_tool("tools/eval_coco.py", "--analysis", *exported_eval, env=env)
     pytorch = json.loads((demo / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from pretrain.synthetic import generate_image_folder
 
 import pytest
-from tool_runs import run_tool
 import torch
+from tool_runs import run_tool
 
 pytestmark = pytest.mark.slow  # pretraining, evaluation and conversion through the tools
 
