@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from tool_runs import run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,18 +55,16 @@ def test_gpu_check_runs_every_stage_on_the_cpu(gpu_check_on_cpu):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without GPUs")
 def test_gpu_check_without_a_gpu_says_so(tmp_path):
-    command = [sys.executable, "benchmarks/gpu_check.py", "--output-dir", str(tmp_path)]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = run_tool("benchmarks/gpu_check.py", "--output-dir", str(tmp_path))
     assert run.returncode == 1
     assert run.stderr.strip() == "error: --device cuda: this machine has no usable GPU; use --device cpu"
     assert not (tmp_path / "gpu_check.json").exists()
 
 
 def test_speed_benchmark_refuses_unknown_groups_and_missing_gpus():
-    command = [sys.executable, "benchmarks/speed.py", "--only", "detectors,typo"]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = run_tool("benchmarks/speed.py", "--only", "detectors,typo")
     assert run.returncode == 2
     assert "--only: unknown group(s) typo; the groups are backbones, detectors" in run.stderr
     if not torch.cuda.is_available():
-        run = subprocess.run([*command[:2], "--device", "cuda"], cwd=ROOT, capture_output=True, text=True)
+        run = run_tool("benchmarks/speed.py", "--device", "cuda")
         assert run.returncode == 2 and "--device cuda: this machine has no usable GPU" in run.stderr

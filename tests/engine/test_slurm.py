@@ -13,6 +13,7 @@ from resnext_det.engine.slurm import SlurmTask, _port, add_slurm_arguments
 
 import pytest
 import torch
+from tool_runs import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/demo/rpn_tiny_C4.yaml"
@@ -73,7 +74,7 @@ def test_a_lazy_config_as_a_local_submitit_job_on_two_processes(tmp_path):
 
 
 def test_bad_slurm_arguments_are_one_error():
-    done = run(
+    done = run_tool(
         "tools/train_rpn.py",
         "--config-file",
         "configs/demo/rpn_tiny_C4.yaml",
