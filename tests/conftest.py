@@ -97,10 +97,8 @@ def gpu_check_on_cpu(tmp_path_factory):
     """``benchmarks/gpu_check.py --device cpu`` run once: every pipeline stage through the tools
     (child processes, as on a GPU machine), then ``benchmarks/speed.py --quick`` with every group,
     which tests/test_speed_benchmark.py reads (no group is timed twice). (output dir, the run)."""
-    import subprocess
-    import sys
+    from tool_runs import run_tool_process
 
     out = tmp_path_factory.mktemp("gpu_check")
-    command = [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--output-dir", str(out)]
-    root = Path(__file__).resolve().parents[1]
-    return out, subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=1500)
+    command = ["benchmarks/gpu_check.py", "--device", "cpu", "--output-dir", str(out)]
+    return out, run_tool_process(*command, timeout=1500)

@@ -10,6 +10,7 @@ LazyConfig twins must equal, what the docs promise a reader can run in a minute.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import shlex
 import subprocess
@@ -25,11 +26,19 @@ YAML_BLOCK = ("docs/detection.md", 0)
 LAZY_BLOCK = ("docs/configs.md", 0)
 
 
+@functools.cache  # block_commands reads a page's blocks several times per session
 def _docs_drift():
     spec = importlib.util.spec_from_file_location("docs_drift", ROOT / "scripts" / "docs_drift.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def link_checkout(folder: Path) -> None:
+    """Link the checkout's folders a block names into ``folder``, where the block then runs (so its
+    outputs and the demo data land there)."""
+    for name in CHECKOUT_FOLDERS:
+        (folder / name).symlink_to(ROOT / name)
 
 
 def block_commands(page: str, index: int) -> list[list[str]]:
@@ -101,8 +110,7 @@ class TinyPipeline:
 
 def run_tiny_pipeline(root: Path) -> TinyPipeline:
     root.mkdir(parents=True, exist_ok=True)
-    for name in CHECKOUT_FOLDERS:
-        (root / name).symlink_to(ROOT / name)
+    link_checkout(root)
     yaml = block_commands(*YAML_BLOCK)
     commands = {
         "yaml": yaml,

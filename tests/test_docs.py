@@ -165,7 +165,7 @@ def test_runnable_demo_blocks_run(block, tmp_path, request):
     scripts/ are the checkout's (so its outputs and the demo data land in that folder). The blocks
     that are the shared tiny pipeline (tests/pipelines.py) ran there, command by command; any
     other block runs here in bash."""
-    from pipelines import LAZY_BLOCK, YAML_BLOCK, block_commands
+    from pipelines import LAZY_BLOCK, YAML_BLOCK, block_commands, link_checkout
 
     page, index = block
     code = drift.runnable_blocks(page.read_text())[index]
@@ -176,8 +176,7 @@ def test_runnable_demo_blocks_run(block, tmp_path, request):
         ran = pipeline.results[shared]
         assert len(ran) == len(pipeline.commands[shared]) and all(r.returncode == 0 for r in ran)
         return
-    for name in ("configs", "tools", "scripts", "benchmarks", "pretrain"):
-        (tmp_path / name).symlink_to(ROOT / name)
+    link_checkout(tmp_path)
     env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets"), "PYTHONWARNINGS": "ignore"}
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # `python` is ours
     result = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env={**env, "PATH": path},

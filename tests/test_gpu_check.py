@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from tool_runs import run_tool
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow  # every stage through the tools, and the speed benchmark's --quick

@@ -21,7 +21,6 @@ from PIL import Image
 from pycocotools.coco import COCO
 from tool_runs import run_tool
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/demo/rpn_tiny_C4.yaml"
 
 

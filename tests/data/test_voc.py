@@ -22,7 +22,6 @@ from tool_runs import run_tool
 # code the two detectron2 builds differ in: CI runs this file on both (tests/README.md)
 pytestmark = pytest.mark.both_builds
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_voc(demo_root: Path, target: Path, split: str = "val") -> Path:

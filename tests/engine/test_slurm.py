@@ -4,18 +4,13 @@ executor on 2 CPU processes (gloo), torch.distributed set up from the job's envi
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from resnext_det.engine.slurm import SlurmTask, _port, add_slurm_arguments
 
 import pytest
 import torch
-from tool_runs import run_tool
+from tool_runs import run_tool, run_tool_process
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "configs/demo/rpn_tiny_C4.yaml"
 
 
@@ -28,23 +23,18 @@ def test_requeue_resumes_and_the_port_is_per_job():
     assert (args.slurm_nodes, args.slurm_gpus_per_node, args.slurm_time) == (2, 8, 4320)
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "-W", "ignore", *args], cwd=ROOT, capture_output=True, text=True)
-
-
 @pytest.mark.slow  # a 2-process RPN job, a few iterations
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU (gloo) path runs where CUDA is absent")
 def test_train_rpn_as_a_local_submitit_job_on_two_processes(tmp_path):
     out = tmp_path / "rpn"
     env_datasets = ["DATASETS.TRAIN", "('resnext_demo_train',)", "DATASETS.TEST", "('resnext_demo_val',)"]
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "tools/train_rpn.py", "--config-file", CONFIG,
-         "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
-         "--slurm-folder", str(tmp_path / "jobs" / "%j"), *env_datasets,
-         "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "MODEL.WEIGHTS", "",
-         "OUTPUT_DIR", str(out)],
-        cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")},  # the demo data, generated
+    done = run_tool_process(
+        "tools/train_rpn.py", "--config-file", CONFIG,
+        "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
+        "--slurm-folder", str(tmp_path / "jobs" / "%j"), *env_datasets,
+        "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "0", "MODEL.WEIGHTS", "",
+        "OUTPUT_DIR", str(out),
+        env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},  # the demo data, generated
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "submitted job" in done.stdout and "1 node(s) x 2 GPU(s)" in done.stdout
@@ -60,13 +50,12 @@ LAZY_CONFIG = "configs/lazy/demo/rpn_tiny_C4.py"
 @pytest.mark.slow  # the same job from a LazyConfig file
 def test_a_lazy_config_as_a_local_submitit_job_on_two_processes(tmp_path):
     out = tmp_path / "rpn"
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "tools/train_rpn.py", "--config-file", LAZY_CONFIG,
-         "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
-         "--slurm-folder", str(tmp_path / "jobs" / "%j"), "train.max_iter=4", "model.backbone.norm=BN",
-         f"train.output_dir={out}"],
-        cwd=ROOT, capture_output=True, text=True,
-        env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")},
+    done = run_tool_process(
+        "tools/train_rpn.py", "--config-file", LAZY_CONFIG,
+        "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
+        "--slurm-folder", str(tmp_path / "jobs" / "%j"), "train.max_iter=4", "model.backbone.norm=BN",
+        f"train.output_dir={out}",
+        env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert (out / "model_final.pth").is_file() and (out / "proposals_resnext_demo_val").is_dir()

@@ -31,11 +31,13 @@ AP50_WINDOW = AP_WINDOW = 5.0
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """The demo, run once as README command 1 runs it: (its folder, env, command, result)."""
+    """The demo, run once as README command 1 runs it: (its folder, the environment it adds, its
+    command without the interpreter, result)."""
     tmp_path = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "datasets")}
-    command = [sys.executable, "tools/demo.py", "--output-dir", str(tmp_path / "demo")]
-    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1500, env=env)
+    env = {"DETECTRON2_DATASETS": str(tmp_path / "datasets")}
+    command = ["tools/demo.py", "--output-dir", str(tmp_path / "demo")]
+    first = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=1500,
+                           env={**os.environ, **env})  # fmt: skip
     return tmp_path, env, command, first
 
 
@@ -72,15 +74,14 @@ def test_demo_pipeline(demo):
     pictures = sorted((tmp_path / "demo" / "vis").glob("*.png"))
     assert len(pictures) == 40 and (tmp_path / "demo" / "demo_detections.png").is_file()
     # a re-run keeps every finished stage and reports the same numbers
-    in_process = {"DETECTRON2_DATASETS": env["DETECTRON2_DATASETS"]}
-    again = tool_runs.run_tool(*command[1:], env=in_process)  # keeps every stage: nothing is trained
+    again = tool_runs.run_tool(*command, env=env)  # keeps every stage: nothing is trained
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count(": kept ") == 10
     rerun = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
     assert rerun["bbox"] == results["bbox"] and rerun["seconds"] == {}
     # a folder of the former --quick variant is not silently kept (its stage 2 was shorter)
     (tmp_path / "demo" / "variant.txt").write_text("quick\n")
-    mixed = tool_runs.run_tool(*command[1:], env=in_process)
+    mixed = tool_runs.run_tool(*command, env=env)
     assert mixed.returncode != 0 and "holds the 'quick' demo" in mixed.stderr
     (tmp_path / "demo" / "variant.txt").write_text("full\n")
 
@@ -119,7 +120,7 @@ def check_analysis_and_browse(demo: Path, results: dict) -> None:
 
 
 def run_tool(*args, env) -> subprocess.CompletedProcess:
-    result = tool_runs.run_tool(*args, env={"DETECTRON2_DATASETS": env["DETECTRON2_DATASETS"]})
+    result = tool_runs.run_tool(*args, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
