@@ -10,7 +10,8 @@
 * Regions of README.md and docs/*.md between ``<!-- generated: NAME -->`` and
   ``<!-- /generated -->``: ``file PATH`` includes a result file (``benchmarks/results/*.md``)
   as it is; ``demo-results`` / ``demo-results-row`` are the demo's numbers from
-  ``docs/demo_results.json`` (``python scripts/readme_pictures.py`` copies it from a demo run).
+  ``docs/demo_results.json`` (``python scripts/readme_pictures.py`` copies it from a demo run);
+  ``demo-seeds`` is ``docs/demo_seeds.json`` (``python scripts/demo_seeds.py``).
 
 Markdown is written here by hand on purpose: a page generator would be one more dependency for
 two tables and a few included files.
@@ -197,7 +198,33 @@ def demo_tta_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS = {"demo-results": demo_results_table, "results-table": results_table, "demo-tta": demo_tta_table}
+def demo_seeds_table() -> str:
+    """docs/demo.md's five seeds (docs/demo_seeds.json, from scripts/demo_seeds.py)."""
+    report = json.loads((ROOT / "docs" / "demo_seeds.json").read_text())
+    lines = [
+        "| SEED | AP | AP50 | AP75 | RPN AR@100 | proposal recall@0.5 |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["seeds"]:
+        lines.append(
+            f"| {r['seed']} | {r['AP']:.1f} | {r['AP50']:.1f} | {r['AP75']:.1f} | {r['rpn_AR@100']:.1f} | "
+            f"{r['recall@0.5']:.3f} |"
+        )
+    spread = report["spread"]
+    lines.append(
+        "| **min - max** | **" + "** | **".join(
+            f"{spread[k]['min']:.1f} - {spread[k]['max']:.1f}" for k in ("AP", "AP50", "AP75")
+        ) + "** | | |"
+    )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS = {
+    "demo-results": demo_results_table,
+    "results-table": results_table,
+    "demo-tta": demo_tta_table,
+    "demo-seeds": demo_seeds_table,
+}
 
 
 def region_body(name: str) -> str:

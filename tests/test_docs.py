@@ -102,6 +102,22 @@ def test_generated_pages_and_numbers_are_current():
     assert not stale, f"stale (run python scripts/update_docs.py): {stale}"
 
 
+def test_the_documented_demo_learns_well_on_every_seed():
+    """docs/demo.md's five seeds (docs/demo_seeds.json, from scripts/demo_seeds.py): the demo
+    reaches AP50 88 on each, the spread the file records is its rows', and seed 0 is the README's
+    run."""
+    report = json.loads((ROOT / "docs" / "demo_seeds.json").read_text())
+    rows = report["seeds"]
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3, 4]
+    assert all(r["AP50"] >= 88 for r in rows), [(r["seed"], r["AP50"]) for r in rows]
+    for key in ("AP", "AP50"):
+        values = [r[key] for r in rows]
+        low, high = min(values), max(values)
+        assert report["spread"][key] == {"min": low, "max": high, "spread": high - low}
+    readme_run = json.loads((ROOT / "docs" / "demo_results.json").read_text())
+    assert readme_run["seed"] == 0 and readme_run["bbox"]["AP50"] == rows[0]["AP50"]
+
+
 def test_the_drift_checks_fail_when_one_side_changes(options, keys, lazy_twins, tmp_path, monkeypatch):
     page = (ROOT / "docs" / "analysis.md").read_text()
     assert "--analysis" in page and drift.flag_problems(page, options) == []

@@ -11,8 +11,8 @@ What ``TwoStagePredictor`` does in Python around two detectron2 models happens h
    ``pre_nms_topk``, decodes and clips them, drops empty boxes, runs NMS and keeps
    ``min(post_nms_topk, PRECOMPUTED_PROPOSAL_TOPK_TEST)``: the proposals stage 2 would read;
 3. the Fast R-CNN (its stem..res4, RoIAlign, res5 head, box predictor) classifies them,
-   applies per-class box deltas, the score threshold and per-class NMS, and keeps the top
-   ``DETECTIONS_PER_IMAGE``;
+   applies its box deltas (per class, or one set for every class), the score threshold and
+   per-class NMS, and keeps the top ``DETECTIONS_PER_IMAGE``;
 4. the boxes are scaled back to the input image's pixels and clipped, empty ones dropped
    (``detector_postprocess``).
 
@@ -141,10 +141,13 @@ class TwoStageGraph(nn.Module):
         self.nms_thresh = float(predictor.test_nms_thresh)
         self.detections_per_image = int(predictor.test_topk_per_image)
         self.num_classes = int(heads.num_classes)
-        if self.bbox_pred.out_features != 4 * self.num_classes:
+        # class-specific deltas (4 per class) or one set shared by every class
+        # (MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG), as detectron2's FastRCNNOutputLayers makes
+        self.box_classes = self.bbox_pred.out_features // 4
+        if self.box_classes not in (1, self.num_classes) or self.bbox_pred.out_features % 4:
             raise ConfigError(
-                "export supports class-specific box regression "
-                "(MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG False)"
+                f"the box predictor gives {self.bbox_pred.out_features} deltas per RoI; export "
+                f"expects 4 (class-agnostic) or 4 x {self.num_classes} classes"
             )
         self.eval()
 
@@ -201,7 +204,8 @@ class TwoStageGraph(nn.Module):
         boxes = apply_box_deltas(
             self.bbox_pred(box_features), proposals, self.box_weights, self.box_scale_clamp
         )
-        boxes = clip_boxes(boxes.view(-1, self.num_classes, 4), image.shape[2], image.shape[3])
+        boxes = boxes.view(-1, self.box_classes, 4).expand(-1, self.num_classes, 4)
+        boxes = clip_boxes(boxes, image.shape[2], image.shape[3])
         finite = torch.isfinite(boxes).all(dim=2).all(dim=1) & torch.isfinite(probs).all(dim=1) & is_proposal
         candidate = (probs > self.score_thresh) & finite[:, None]  # padding rows never are
         roi_index, classes = candidate.nonzero(as_tuple=True)

@@ -4,7 +4,7 @@ from .tiny import c4_schedule, optimizer, tiny_dataloader, tiny_model, train
 
 model = tiny_model("rpn")
 dataloader = tiny_dataloader()
-lr_multiplier = c4_schedule(300, (250,), warmup_iters=20)
-optimizer.lr = 0.02
-train.max_iter = 300
+lr_multiplier = c4_schedule(600, (500,), warmup_iters=20)
+optimizer.lr = 0.04
+train.max_iter = 600
 train.output_dir = "output/demo_rpn_lazy"

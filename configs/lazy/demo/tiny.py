@@ -4,16 +4,20 @@ training with fixed seeds (see configs/demo/Base-Pretrained-tiny-C4.yaml for why
 
 from ..common.c4 import c4_dataloader, c4_model, c4_schedule, optimizer, train  # noqa: F401
 
+#: square anchors only: every demo object is drawn in a square box
+ANCHOR_SIZES = (24, 34, 48, 68, 96, 136)
+
 
 def tiny_model(kind: str):
-    model = c4_model(
-        kind, 50, 4, 4, stem_out_channels=16, res2_out_channels=32, anchor_sizes=(32, 64, 128, 256)
-    )
+    model = c4_model(kind, 50, 4, 4, stem_out_channels=16, res2_out_channels=32, anchor_sizes=ANCHOR_SIZES)
     if kind != "rpn":
         model.roi_heads.num_classes = 3
     if kind != "fast_rcnn":
-        model.proposal_generator.pre_nms_topk = (1000, 500)
-        model.proposal_generator.post_nms_topk = (200, 100)
+        rpn = model.proposal_generator
+        rpn.anchor_generator.aspect_ratios = [1.0]
+        rpn.head.num_anchors = len(ANCHOR_SIZES)
+        rpn.pre_nms_topk = (1000, 500)
+        rpn.post_nms_topk = (200, 100)
     if kind != "rpn":
         model.roi_heads.batch_size_per_image = 32
         model.roi_heads.box_predictor.test_topk_per_image = 50
