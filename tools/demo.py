@@ -45,9 +45,10 @@ from resnext_det.data.demo_dataset import generate_demo_dataset  # noqa: E402
 from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "demo"
-#: What ``variant.txt`` records. Until 2026-12-01 a ``--quick`` variant trained stage 2 for half
-#: the iterations; its AP50 moved between 39 and 75 with the pretraining's random stream, so the
-#: demo (and the test suite) now has the one schedule, which measured 81-84 on every try.
+#: What ``variant.txt`` records, with the seed ("full, seed 0"), so that a folder of another seed
+#: or of an earlier demo (plain "full": the configs before 2026-12-05) is not silently kept. Until
+#: 2026-12-01 a ``--quick`` variant trained stage 2 for half the iterations; its AP50 moved between
+#: 39 and 75, so the demo (and the test suite) has the one schedule (docs/demo.md: five seeds).
 VARIANT = "full"
 #: SEED in configs/demo (detection) and pretrain's default (pretraining): ``--seed`` replaces it.
 DEFAULT_SEED = 0
