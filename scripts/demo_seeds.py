@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -48,15 +49,14 @@ def spread(rows: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
-    model = names[0] if names else ""
+    """What the seeds ran on, in the form benchmarks/speed.py records it."""
     return {
         "date": date.today().isoformat(),
-        "cpu": model or platform.processor() or platform.machine(),
-        "avx512": "avx512f" in info,
-        "cores": torch.get_num_threads(),
         "torch": torch.__version__,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 
