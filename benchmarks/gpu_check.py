@@ -6,7 +6,8 @@ device, inference, and the speed benchmark's rows at full size.
   python benchmarks/gpu_check.py --num-gpus 2         # two processes per stage: NCCL on GPUs
   python benchmarks/gpu_check.py --device cpu         # the same path on the CPU (gloo), speed.py --quick
 
-Each stage is the project's own tool, run as a user runs it (the command is printed), on the
+Each stage is the project's own tool, run as a user runs it (the command is printed; in this
+process, with the state a child would have, unless `--num-gpus` asks for several), on the
 generated demo data with the demo template and ``MODEL.DEVICE`` set to ``--device``:
 pretraining (one epoch), weight conversion, stage 1 (RPN, 20 iterations, then proposals for
 train and val), stage 2 (Fast R-CNN, 20 iterations), COCO evaluation, and RPN + Fast R-CNN on
@@ -53,25 +54,29 @@ def parse_args(argv=None):
 
 
 class Steps:
-    """Runs each step as a subprocess, records it, and stops at the first failure."""
+    """Runs each step, records it, and stops at the first failure. A step runs in this process (as
+    ``resnext_det.engine.in_process`` runs it, without a child's 3-10 s of imports), or in a child
+    process when ``child`` (``--num-gpus`` > 1: the tool starts its own processes)."""
 
-    def __init__(self, output_dir: Path, env: dict):
-        self.output_dir, self.env, self.record = output_dir, env, []
+    def __init__(self, output_dir: Path, env: dict, child: bool = False):
+        self.output_dir, self.env, self.child, self.record = output_dir, env, child, []
 
     def __call__(self, name: str, command: list[str]) -> None:
         print(f"\n== {name}\n$ {' '.join(command)}", flush=True)
         start = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-W", "ignore", *command], cwd=ROOT, env=self.env)
+        if self.child:
+            child = subprocess.run([sys.executable, "-W", "ignore", *command], cwd=ROOT, env=self.env)
+            status = child.returncode
+        else:
+            from resnext_det.engine.in_process import run_in_process
+
+            status = run_in_process(command[0], command[1:], env=self.env, cwd=ROOT)
         seconds = round(time.perf_counter() - start, 1)
-        self.record.append(
-            {"step": name, "command": command, "seconds": seconds, "exit": completed.returncode}
-        )
-        print(f"== {name}: exit {completed.returncode} after {seconds} s", flush=True)
-        if completed.returncode != 0:
+        self.record.append({"step": name, "command": command, "seconds": seconds, "exit": status})
+        print(f"== {name}: exit {status} after {seconds} s", flush=True)
+        if status != 0:
             self.write({})
-            sys.exit(
-                f"error: gpu check step {name!r} failed (exit {completed.returncode}); its output is above"
-            )
+            sys.exit(f"error: gpu check step {name!r} failed (exit {status}); its output is above")
 
     def write(self, results: dict) -> Path:
         path = self.output_dir / "gpu_check.json"
@@ -104,7 +109,7 @@ def main(args) -> dict:
     _, val_images = generate_demo_dataset()["resnext_demo_val"]
     on = ["MODEL.DEVICE", args.device]
     gpus = ["--num-gpus", str(args.num_gpus), "--overwrite"]
-    steps = Steps(out, env)
+    steps = Steps(out, env, child=args.num_gpus > 1)
 
     pretrain = out / "pretrain"
     steps("pretraining, one epoch",

@@ -21,10 +21,14 @@ pytestmark = pytest.mark.both_builds
 
 
 def train_rpn(output_dir, validation_period: int):
+    """40 iterations at the generated size (the demo config trains at 2x: 4x the pixels, and this
+    fixture only compares the two runs and reads their logs)."""
     cfg = setup_cfg(
         get_config_file("demo/rpn_tiny_C4.yaml"),
         ["SOLVER.MAX_ITER", "40", "SOLVER.STEPS", "()", "SOLVER.IMS_PER_BATCH", "2", "TEST.EVAL_PERIOD", "20",
-         "TEST.VAL_LOSS_PERIOD", str(validation_period), "SEED", "0", "OUTPUT_DIR", str(output_dir)],
+         "TEST.VAL_LOSS_PERIOD", str(validation_period), "SEED", "0", "OUTPUT_DIR", str(output_dir),
+         "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "192", "INPUT.MIN_SIZE_TEST", "128",
+         "INPUT.MAX_SIZE_TEST", "192"],
     )  # fmt: skip
     seed_all(0)  # the same initial weights for both runs (default_setup would seed from SEED)
     trainer = ResNeXtTrainer(cfg)

@@ -49,7 +49,7 @@ def test_demo_pipeline(demo):
     tmp_path, env, command, first = demo
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = json.loads((tmp_path / "demo" / "demo_results.json").read_text())
-    assert results["variant"] == "full" and results["seed"] == 0
+    assert results["variant"] == "full" and results["seed"] == 0 and results["processes"] == 1
     assert results["pretrain_top1_err"] < 10  # 4 classes: chance is 75%
     box, documented = results["bbox"], DOCS_RESULTS["bbox"]
     assert abs(box["AP50"] - documented["AP50"]) <= WINDOW, (box, documented)
@@ -87,8 +87,9 @@ def test_demo_pipeline(demo):
     # another seed, or a folder of the former --quick variant, is not silently kept
     other_seed = tool_runs.run_tool(*command, "--seed", "1", env=env)
     assert other_seed.returncode != 0
-    assert "holds the 'full, seed 0' demo, whose stages would be kept for the 'full, seed 1' one" in (
-        other_seed.stderr
+    assert (
+        "holds the 'full, seed 0, 1 process' demo, whose stages would be kept for the "
+        "'full, seed 1, 1 process' one" in other_seed.stderr
     )
     variant = (tmp_path / "demo" / "variant.txt").read_text()
     (tmp_path / "demo" / "variant.txt").write_text("quick\n")
