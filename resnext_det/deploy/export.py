@@ -46,8 +46,15 @@ ONNX_OPSET = 18
 #: The exported models take images with sides in this range (pixels).
 MIN_SIDE, MAX_SIDE = 32, 8192
 #: AOTInductor's options: freezing folds the weights into the program as constants (measured on
-#: the deploy benchmark: 0.77 of detectron2's eager time, 0.80 without).
-AOTI_OPTIONS = {"freezing": True}
+#: the deploy benchmark: 0.77 of detectron2's eager time, 0.80 without). The wrapper (the C++ that
+#: calls the kernels and aten ops in order) compiled at -O0 and without line tables: its C++
+#: build took 19.3 s of the demo pair's any-size compile at the default -O1 and 6.5 s so; the
+#: .pt2 ran as fast as before relative to eager (deploy benchmark, 2026-12-05).
+AOTI_OPTIONS = {
+    "freezing": True,
+    "aot_inductor.compile_wrapper_opt_level": "O0",
+    "aot_inductor.enable_line_tables": False,
+}
 #: How far the written model's boxes may be from the eager graph's on the example image (pixels).
 #: The example is at the test size, so every backend sees the same pixels; what remains is float
 #: rounding in fused kernels (measured: under 1e-3 px on the demo template and on X50 32x4d).

@@ -99,7 +99,11 @@ def test_a_checkpoint_that_does_not_fit_its_config(tiny_stage_dirs, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unsupported_operator_is_named(graph, tmp_path):
+def test_an_unsupported_operator_is_named(tmp_path):
+    """The exporter's failure names the operator it has no translation for. A module of that
+    operator alone: the message comes from the exporter's chain of causes either way, and
+    tracing the whole detector first took 15 s."""
+
     @torch.library.custom_op("resnext_test::opaque", mutates_args=())
     def opaque(x: torch.Tensor) -> torch.Tensor:
         return x.clone()
@@ -109,16 +113,13 @@ def test_an_unsupported_operator_is_named(graph, tmp_path):
         return torch.empty_like(x)
 
     class Opaque(torch.nn.Module):
-        def forward(self, x):
-            return opaque(x)
+        def forward(self, image):
+            features = opaque(image.float())
+            return features[:, :4], features[:, 0], image[:, 0].long()  # boxes, scores, classes
 
-    original = graph.res5
-    graph.res5 = torch.nn.Sequential(original, Opaque())
-    try:
-        with pytest.raises(ExportError, match=r"operator resnext_test[.:]+opaque.* cannot be exported"):
-            write_onnx(graph, torch.zeros(256, 320, 3, dtype=torch.uint8), tmp_path / "m.onnx")
-    finally:
-        graph.res5 = original
+    with pytest.raises(ExportError, match=r"operator resnext_test[.:]+opaque.* cannot be exported"):
+        write_onnx(Opaque(), torch.zeros(256, 320, 3, dtype=torch.uint8), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_a_truncated_model_file_is_refused_by_name(onnx_dir, tmp_path):
@@ -131,13 +132,14 @@ def test_a_truncated_model_file_is_refused_by_name(onnx_dir, tmp_path):
 
 def test_random_x50_pair_at_full_size_exports_and_runs_at_two_sizes(tmp_path, write_stage):
     """The paper's ResNeXt-50 32x4d C4 pair at its 800-pixel test size, random weights; a low
-    score threshold so that random class scores (about 1/81) still give detections. 300 proposals
-    per image (py-faster-rcnn's test count) instead of the config's 1000: the res5 head's cost is
-    proportional to them and was 2/3 of this test's time; the graph is the same either way."""
+    score threshold so that random class scores (about 1/81) still give detections. 100 proposals
+    per image instead of the config's 1000: the res5 head's cost is proportional to them (at 1000
+    it was 2/3 of this test's time), the graph is the same either way, and 100 proposals of 80
+    classes still fill DETECTIONS_PER_IMAGE."""
     rpn = write_stage(tmp_path / "rpn", "COCO-Detection/rpn_X50_32x4d_C4.yaml", [])
     frcn = write_stage(tmp_path / "frcn", "COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml", [])
-    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "PROPOSALS.TEST_POST_NMS_TOPK", "300",
-            "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", "300"]  # fmt: skip
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "PROPOSALS.TEST_POST_NMS_TOPK", "100",
+            "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", "100"]  # fmt: skip
     folder = export_stage_pair(rpn, frcn, tmp_path / "onnx", "onnx", opts=opts)
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["template"]["rpn"] == meta["template"]["fast_rcnn"]
