@@ -94,9 +94,10 @@ def tiny_pipeline(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def gpu_check_on_cpu(tmp_path_factory):
-    """``benchmarks/gpu_check.py --device cpu`` run once: every pipeline stage through the tools
-    (child processes, as on a GPU machine), then ``benchmarks/speed.py --quick`` with every group,
-    which tests/test_speed_benchmark.py reads (no group is timed twice). (output dir, the run)."""
+    """``benchmarks/gpu_check.py --device cpu`` run once, in a child process: every pipeline stage
+    through the tools (in that process, as on a one-GPU machine), then ``benchmarks/speed.py
+    --quick`` with every group, which tests/test_speed_benchmark.py reads (no group is timed
+    twice). (output dir, the run)."""
     from tool_runs import run_tool_process
 
     out = tmp_path_factory.mktemp("gpu_check")
