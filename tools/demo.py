@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """README command 1: the paper's whole detection pipeline on the generated demo data, on a CPU.
 
-  python tools/demo.py                  # about 4.5 minutes on 2 cores; results in output/demo
+  python tools/demo.py                  # about 5 minutes on 2 cores; results in output/demo
   python tools/demo.py --seed 3 --output-dir output/demo_seed3   # another seed of every training stage
 
 Each stage is one of the project's tools, run as a user runs it (the command is printed first; in
@@ -49,15 +49,15 @@ CONFIGS = ROOT / "configs" / "demo"
 #: What ``variant.txt`` records, with the seed and the processes ("full, seed 0, 1 process"), so
 #: that a folder of another seed or process count, or of an earlier demo (plain "full": the
 #: configs before 2026-12-05; "full, seed 0": before the process count was recorded), is not
-#: silently kept. Until
-#: 2026-12-01 a ``--quick`` variant trained stage 2 for half the iterations; its AP50 moved between
-#: 39 and 75, so the demo (and the test suite) has the one schedule (docs/demo.md: five seeds).
+#: silently kept. Until 2026-12-01 a ``--quick`` variant trained stage 2 for half the iterations;
+#: its AP50 moved between 39 and 75, so the demo (and the test suite) has the one schedule
+#: (docs/demo.md: five seeds).
 VARIANT = "full"
 #: Processes per training stage. Two processes of one thread each train stage 2 faster on 2 cores
 #: than one process with both threads (0.159 vs 0.233 s per iteration, measured 2026-12-05), but
-#: the five seeds then gave AP50 86.6-92.7 on the val split (one under the 88 the demo promises;
-#: one process: 90.8-94.8), so the demo keeps one. The numbers depend on it (each process draws its
-#: own part of the batch), so variant.txt records it.
+#: with stage 2 at 600 iterations the five seeds then gave AP50 86.6-92.7 on the val split (one
+#: under the 88 the demo promises; one process: 90.8-94.8), so the demo keeps one. The numbers
+#: depend on it (each process draws its own part of the batch), so variant.txt records it.
 DEFAULT_PROCESSES = 1
 #: SEED in configs/demo (detection) and pretrain's default (pretraining): ``--seed`` replaces it.
 DEFAULT_SEED = 0

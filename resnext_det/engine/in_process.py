@@ -16,8 +16,9 @@ script's ``__main__`` with ``runpy`` instead, with the child's view of the world
   restored.
 
 It returns the exit status a child would have had: 0, the ``sys.exit`` code, or 1 with
-``error: ...`` (a string exit) or the traceback printed to stderr. What only a process shows
-(several processes, SIGKILL, a crash of the interpreter) needs a real child.
+``error: ...`` (a string exit) or the traceback printed to stderr. A tool's own ``--num-gpus N``
+processes start as they would from a child. What only a process shows (SIGKILL, a crash of the
+interpreter, imports in a fresh interpreter) needs a real child.
 """
 
 from __future__ import annotations
