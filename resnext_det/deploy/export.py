@@ -123,9 +123,11 @@ def trace_graph(
 
 
 def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
-    """``torch.onnx.export`` (the torch.export-based exporter) at ``ONNX_OPSET``, checked by ``onnx``."""
+    """``torch.onnx.export`` (the torch.export-based exporter) at ``ONNX_OPSET``, checked by ``onnx``,
+    with the resized image size as a new symbol (``deploy.graph._new_size_symbol``: a third faster)."""
     import onnx
 
+    graph.size_as_new_symbol = True
     try:
         with torch.no_grad():
             program = torch.onnx.export(
@@ -140,6 +142,8 @@ def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
             )
     except Exception as e:
         raise _unsupported(e, "torch.onnx.export") from e
+    finally:
+        graph.size_as_new_symbol = False
     program.save(str(path))
     onnx.checker.check_model(str(path))
     return path

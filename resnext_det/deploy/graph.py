@@ -56,6 +56,22 @@ def resized_size(height, width, min_size: int, max_size: int):
     )
 
 
+def _new_size_symbol(side, max_size: int):
+    """Under torch.export, ``side`` (an expression of the input's symbolic size) as a new symbol
+    in [1, max_size]: every shape after the resize is then a short expression of it instead of
+    ``resized_size``'s nested Min and floor divisions, which the exporter's symbolic reasoning
+    (sympy) re-simplifies at each of the trunk's layers: 9 of 16 s of exporting the demo's pair to
+    ONNX (2026-12-05). The ONNX graph computes the same size from the input's shape. AOTInductor
+    compiled such a graph into wrong detections (torch 2.14: 50 instead of 46 on the demo's
+    example), so the ``.pt2`` keeps the expression. Eager (an int): ``side`` itself."""
+    if not isinstance(side, torch.SymInt):
+        return side
+    symbol = torch.scalar_tensor(side, dtype=torch.int64).item()
+    torch._check(symbol >= 1)
+    torch._check(symbol <= max_size)
+    return symbol
+
+
 class _Normalize(nn.Module):
     """One stage's ``(x - PIXEL_MEAN) / PIXEL_STD``; each stage keeps its own (they may differ)."""
 
@@ -93,6 +109,7 @@ class TwoStageGraph(nn.Module):
             fold_frozen_batchnorm(model)
         self.flip_channels = input_format == "RGB"
         self.min_size, self.max_size = int(min_size), int(max_size)
+        self.size_as_new_symbol = False  # write_onnx sets it while exporting: see preprocess
 
         generator = rpn.proposal_generator
         (self.rpn_feature,) = generator.in_features
@@ -155,6 +172,8 @@ class TwoStageGraph(nn.Module):
         """(H, W, 3) uint8 BGR -> (1, 3, h, w) float32 at the test size, in the models' channel order."""
         height, width = image_bgr.shape[0], image_bgr.shape[1]
         size = resized_size(height, width, self.min_size, self.max_size)
+        if self.size_as_new_symbol:
+            size = tuple(_new_size_symbol(side, self.max_size) for side in size)
         image = image_bgr.permute(2, 0, 1).unsqueeze(0)
         if self.flip_channels:
             image = image.flip(1)
