@@ -8,7 +8,7 @@ described by the same ``MODEL.RESNEXT`` keys as the detector, so one template go
 
 from __future__ import annotations
 
-from resnext_det.config import add_resnext_config, add_run_config
+from resnext_det.config import add_resnext_config, add_run_config, uses_channels_last
 from resnext_det.errors import ConfigError
 
 import torch
@@ -26,7 +26,6 @@ def get_pretrain_cfg() -> CN:
     _C = CN()
     _C.MODEL = CN()
     add_resnext_config(_C)
-    add_run_config(_C)  # DETERMINISTIC
     _C.MODEL.RESNEXT.NORM = "BN"  # batch statistics while pretraining (the paper's BN)
     _C.MODEL.RESNEXT.FREEZE_AT = 0  # every stage trains
     _C.MODEL.RESNEXT.OUT_FEATURES = ["res5"]  # unused by the classifier; kept for one schema
@@ -71,9 +70,7 @@ def get_pretrain_cfg() -> CN:
     _C.SOLVER.GAMMA = 0.1  # the lr factor at each of SOLVER.STEPS
     # "" (fp32, default: exact), "bf16" or "fp16" autocast (see docs/speed.md).
     _C.SOLVER.AMP = ""
-    # "auto" (channels_last on the CPU, where it measured faster; contiguous on GPUs, not measured
-    # yet), "channels_last" or "contiguous". Both keep fp32 results; only the speed differs.
-    _C.SOLVER.MEMORY_FORMAT = "auto"
+    add_run_config(_C)  # DETERMINISTIC, SOLVER.MEMORY_FORMAT
     _C.register_renamed_key(
         "SOLVER.CHANNELS_LAST",
         "SOLVER.MEMORY_FORMAT",
@@ -100,7 +97,6 @@ def get_pretrain_cfg() -> CN:
 
 
 _AMP_DTYPES = {"": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-_MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def autocast_dtype(cfg) -> torch.dtype | None:
@@ -108,15 +104,3 @@ def autocast_dtype(cfg) -> torch.dtype | None:
     if cfg.SOLVER.AMP not in _AMP_DTYPES:
         raise ConfigError(f"SOLVER.AMP is {cfg.SOLVER.AMP!r}; expected one of {list(_AMP_DTYPES)}")
     return _AMP_DTYPES[cfg.SOLVER.AMP]
-
-
-def uses_channels_last(cfg) -> bool:
-    """Whether ``SOLVER.MEMORY_FORMAT`` puts the classifier and its input in channels_last."""
-    memory_format = cfg.SOLVER.MEMORY_FORMAT
-    if memory_format not in _MEMORY_FORMATS:
-        raise ConfigError(
-            f"SOLVER.MEMORY_FORMAT is {memory_format!r}; expected one of {list(_MEMORY_FORMATS)}"
-        )
-    if memory_format == "auto":
-        return torch.device(cfg.MODEL.DEVICE).type == "cpu"
-    return memory_format == "channels_last"

@@ -7,13 +7,15 @@
   ``MODEL.RESNETS.*`` and ``MODEL.BACKBONE.FREEZE_AT`` stay in ``get_cfg()`` but are not read by
   this backbone, so a value other than detectron2's default there is refused, naming the key to
   use instead (``check_resnets_keys_unused``).
-* ``add_run_config``: ``DETERMINISTIC``, for every training tool (detection and pretraining).
+* ``add_run_config``: ``DETERMINISTIC`` and ``SOLVER.MEMORY_FORMAT``, for every training tool
+  (detection and pretraining; ``uses_channels_last`` reads the second).
 * ``add_two_stage_config``: what the paper's two-stage schedule needs beyond detectron2
-  (``PROPOSALS.*``, ``TEST.FOLD_FROZEN_BN``), plus ``add_run_config``'s key.
+  (``PROPOSALS.*``, ``TEST.FOLD_FROZEN_BN``), plus ``add_run_config``'s keys.
 """
 
 from __future__ import annotations
 
+import torch
 from detectron2.config import CfgNode as CN
 
 from .errors import ConfigError
@@ -23,9 +25,11 @@ __all__ = [
     "add_resnext_config",
     "add_run_config",
     "add_two_stage_config",
+    "channels_last_for",
     "check_model_config",
     "check_resnets_keys_unused",
     "resnext_template_from_cfg",
+    "uses_channels_last",
 ]
 
 
@@ -68,18 +72,42 @@ def add_resnext_config(cfg: CN) -> CN:
 
 
 def add_run_config(cfg: CN) -> CN:
-    """Add ``DETERMINISTIC`` (read by every training tool) to a config (in place; also returned)."""
+    """Add ``DETERMINISTIC`` and ``SOLVER.MEMORY_FORMAT`` (read by every training tool) to a config
+    with a ``SOLVER`` node (in place; also returned)."""
     # Deterministic mode (next to detectron2's SEED): torch.use_deterministic_algorithms, cuDNN
     # without autotuning. With a fixed SEED two runs on the same machine and software give the
     # same weights and metrics (tested on CPUs). On GPUs a few ops (RoIAlign's backward) have no
     # deterministic kernel; they warn and stay non-deterministic.
     cfg.DETERMINISTIC = False
+    # The layout of the model's weights and activations: "auto" (channels_last on the CPU, where
+    # oneDNN's convolutions measured faster: a demo Fast R-CNN training iteration 1.3x, a
+    # classification step too, docs/speed.md; contiguous on GPUs, not measured), "channels_last"
+    # or "contiguous". Both give fp32 results; only the speed and the float rounding differ.
+    cfg.SOLVER.MEMORY_FORMAT = "auto"
     return cfg
+
+
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+
+
+def channels_last_for(memory_format: str, device: str, key: str = "SOLVER.MEMORY_FORMAT") -> bool:
+    """Whether a model on ``device`` runs in channels_last under ``memory_format`` (the value of
+    ``key``: "auto" means on the CPU only)."""
+    if memory_format not in MEMORY_FORMATS:
+        raise ConfigError(f"{key} is {memory_format!r}; expected one of {list(MEMORY_FORMATS)}")
+    if memory_format == "auto":
+        return torch.device(device).type == "cpu"
+    return memory_format == "channels_last"
+
+
+def uses_channels_last(cfg: CN) -> bool:
+    """``channels_last_for`` a YAML config: ``SOLVER.MEMORY_FORMAT`` on ``MODEL.DEVICE``."""
+    return channels_last_for(cfg.SOLVER.MEMORY_FORMAT, cfg.MODEL.DEVICE)
 
 
 def add_two_stage_config(cfg: CN) -> CN:
     """Add the keys of the paper's two-stage schedule (appendix B) and of the detection tools to a
-    detectron2 config: ``PROPOSALS.*``, ``TEST.FOLD_FROZEN_BN`` and ``DETERMINISTIC``."""
+    detectron2 config: ``PROPOSALS.*``, ``TEST.*`` and ``add_run_config``'s keys."""
     _C = cfg
     # Proposal files written by tools/train_rpn.py (per image, after NMS at MODEL.RPN.NMS_THRESH):
     # DATASETS.TRAIN sets get TRAIN_*, DATASETS.TEST sets TEST_* (Detectron's C4 baselines).

@@ -19,7 +19,7 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultTrainer
 
-from ..config import check_model_config
+from ..config import check_model_config, uses_channels_last
 from ..data.coco import check_dataset_files, register_checked_coco
 from ..data.demo_dataset import prepare_demo_datasets
 from ..data.voc import register_checked_voc
@@ -165,6 +165,7 @@ def preflight(args, proposals_dir: str | None = None, test_only: bool = False, s
         check_device(cfg.MODEL.DEVICE)
     check_weights_file(cfg.MODEL.WEIGHTS)
     check_model_config(cfg)
+    uses_channels_last(cfg)  # a bad SOLVER.MEMORY_FORMAT is named here, not in a worker
     if stage1 and cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
         raise ConfigError(
             f"tools/train_rpn.py trains stage 1, a ProposalNetwork; {args.config_file} builds a "

@@ -17,7 +17,7 @@ from detectron2.utils.logger import setup_logger
 from .. import compat
 from ..checkpoint import check_weights_file_fits
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
-from ..config import add_resnext_config, add_two_stage_config
+from ..config import add_resnext_config, add_two_stage_config, uses_channels_last
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader
@@ -181,6 +181,13 @@ class ResNeXtTrainer(DefaultTrainer):
             )
         if self._stream is not None and "stream_seed" in state:
             self._stream.seed = int(state["stream_seed"])
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model, in channels_last where ``SOLVER.MEMORY_FORMAT`` says so (on the CPU
+        by default): the weights' layout sets every convolution's output layout."""
+        model = super().build_model(cfg)
+        return model.to(memory_format=torch.channels_last) if uses_channels_last(cfg) else model
 
     @classmethod
     def build_train_loader(cls, cfg):

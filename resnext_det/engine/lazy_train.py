@@ -39,6 +39,7 @@ from .. import compat
 from ..atomic_files import atomic_path
 from ..checkpoint import check_weights_file_fits
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
+from ..config import channels_last_for
 from ..data.coco import check_datasets
 from ..data.demo_dataset import DEMO_SPLITS, prepare_demo_splits, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
@@ -107,6 +108,7 @@ def lazy_preflight(args, proposals_dir: str | None = None, test_only: bool = Fal
         check_device(cfg.train.device, "train.device", fix="add train.device=cpu to the command line")
         if training and cfg.train.amp.enabled and not str(cfg.train.device).startswith("cuda"):
             raise ConfigError("train.amp.enabled needs a GPU (CUDA); add train.amp.enabled=false")
+    channels_last_for(cfg.train.get("memory_format", "auto"), cfg.train.device, key="train.memory_format")
     check_weights_file(cfg.train.init_checkpoint, "train.init_checkpoint")
     model = _instantiate_model(cfg, args.config_file, device="meta")
     if stage1 and not isinstance(model, ProposalNetwork):
@@ -133,7 +135,13 @@ def _instantiate_model(cfg, path: str, device: str | None = None) -> torch.nn.Mo
         raise
     except (TypeError, ValueError, AssertionError) as e:
         raise ConfigError(f"config file {path}: model cannot be built: {type(e).__name__}: {e}") from None
-    return model if device == "meta" else model.to(cfg.train.device)
+    if device == "meta":
+        return model
+    model = model.to(cfg.train.device)
+    memory_format = cfg.train.get("memory_format", "auto")  # the YAML configs' SOLVER.MEMORY_FORMAT
+    if channels_last_for(memory_format, cfg.train.device, key="train.memory_format"):
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = False):

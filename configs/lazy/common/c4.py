@@ -191,5 +191,6 @@ train = dict(
     eval_period=0,  # at the end only, as the YAML configs' TEST.EVAL_PERIOD 0
     log_period=20,
     device="cuda",
+    memory_format="auto",  # SOLVER.MEMORY_FORMAT of the YAML configs: channels_last on the CPU
     seed=-1,  # the global RNGs (model initialisation): SEED of the YAML configs; negative: drawn
 )

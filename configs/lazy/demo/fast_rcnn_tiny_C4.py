@@ -3,7 +3,7 @@
 from .tiny import c4_schedule, optimizer, tiny_dataloader, tiny_model, train
 
 model = tiny_model("fast_rcnn")
-model.roi_heads.batch_size_per_image = 16
+model.roi_heads.batch_size_per_image = 32
 model.roi_heads.positive_fraction = 0.5
 model.roi_heads.box_predictor.test_nms_thresh = 0.3  # py-faster-rcnn's test NMS
 model.roi_heads.box_predictor.cls_agnostic_bbox_reg = True
