@@ -9,6 +9,7 @@ In the C4 detector (He et al. 2016, used in the paper's appendix B) res5 runs on
 
 from __future__ import annotations
 
+from detectron2.config import configurable
 from detectron2.layers import ROIAlign
 from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.roi_heads import Res5ROIHeads
@@ -27,14 +28,14 @@ __all__ = ["ResNeXtRes5ROIHeads", "resnext_res5_head"]
 class ResNeXtRes5ROIHeads(Res5ROIHeads):
     """detectron2's ``Res5ROIHeads`` with a ResNeXt res5 (stride 2 in its first 3x3)."""
 
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        poolers = ret["pooler"].level_poolers
+    @configurable
+    def __init__(self, **kwargs):
+        # in __init__, not from_config: a LazyConfig builds the head from its arguments directly
+        super().__init__(**kwargs)
+        poolers = self.pooler.level_poolers
         for level, pooler in enumerate(poolers):
             if type(pooler) is ROIAlign:  # ROIAlign or ROIAlignV2; other pooler types stay as they are
                 poolers[level] = ParallelROIAlign.from_roi_align(pooler)
-        return ret
 
     @classmethod
     def _build_res5_block(cls, cfg):
