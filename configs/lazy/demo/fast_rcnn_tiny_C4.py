@@ -9,7 +9,7 @@ model.roi_heads.box_predictor.test_nms_thresh = 0.3  # py-faster-rcnn's test NMS
 model.roi_heads.box_predictor.cls_agnostic_bbox_reg = True
 model.roi_heads.box_predictor.loss_weight = {"loss_box_reg": 2.0}
 dataloader = tiny_dataloader(proposal_topk=(200, 100))
-lr_multiplier = c4_schedule(900, (750,), warmup_iters=20)
+lr_multiplier = c4_schedule(600, (500,), warmup_iters=20)
 optimizer.lr = 0.04
-train.max_iter = 900
+train.max_iter = 600
 train.output_dir = "output/demo_fast_rcnn_lazy"
