@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
-import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -100,7 +100,6 @@ def parse_args(argv=None):
     parser.add_argument("--cls-size", type=int, default=224, help="classification image side")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 1 repetition (a smoke test)")
     parser.add_argument("--output", default="benchmarks/results")
-    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.only = [group.strip() for group in args.only.split(",") if group.strip()]
     unknown = sorted(set(args.only) - set(GROUPS))
@@ -347,10 +346,10 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def rss_child(variant: str, args) -> None:
-    """In a fresh process: reset the peak-RSS mark after the imports (``clear_refs`` 5), build the
-    model, run one training iteration, and print the peak RSS above the post-import RSS (KiB).
-    The imports' own transient peak would otherwise hide the model's. On a GPU: the peak of
+def rss_child(variant: str, args, result) -> None:
+    """In a process forked from the imports alone (``peak_memory``): reset the peak-RSS mark
+    (``clear_refs`` 5), build the model, run one training iteration, and send the peak RSS above
+    the RSS at the fork (KiB) through ``result`` (a pipe's end). On a GPU: the peak of
     ``torch.cuda.max_memory_allocated`` over the same work (KiB)."""
     torch.set_num_threads(args.threads)
     on_gpu = torch.device(args.device).type == "cuda"
@@ -363,23 +362,35 @@ def rss_child(variant: str, args) -> None:
     train_step(model, sgd(model), detection_batch(args))
     if on_gpu:
         synchronize(args.device)
-        print(torch.cuda.max_memory_allocated(args.device) // 1024)
+        result.send(torch.cuda.max_memory_allocated(args.device) // 1024)
     else:
-        print(_status_kib("VmHWM") - before)
+        result.send(_status_kib("VmHWM") - before)
 
 
 def peak_memory(args) -> dict[str, float]:
-    """MiB of one C4 training iteration (weights, gradients, momentum, activations) per detector."""
-
-    def measure(variant):
-        command = [sys.executable, "-W", "ignore", __file__, "--rss-child", variant,
-                   *(["--quick"] if args.quick else []), "--det-size", *map(str, args.det_size),
-                   "--det-images", str(args.det_images), "--rois", str(args.rois),
-                   "--device", args.device, "--threads", str(args.threads)]  # fmt: skip
-        output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT).stdout
-        return int(output.strip().splitlines()[-1]) / 1024
-
-    return {variant: measure(variant) for variant in DETECTORS}
+    """MiB of one C4 training iteration (weights, gradients, momentum, activations) per detector,
+    each in its own process, so that one model's peak does not hide another's. The processes fork
+    from a server that has imported this script and nothing else (multiprocessing's forkserver):
+    the imports' own transient peak stays out of the measurement, and they are paid once (a fresh
+    interpreter per detector paid them three times: 3-4 s each on 2 cores)."""
+    context = multiprocessing.get_context("forkserver")
+    peaks = {}
+    for variant in DETECTORS:
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=rss_child, args=(variant, args, send))
+        child.start()
+        send.close()
+        try:
+            kib = receive.recv()
+        except EOFError:
+            kib = None
+        child.join()
+        if child.exitcode != 0 or kib is None:
+            raise RuntimeError(
+                f"the peak-memory process of {variant} failed (exit {child.exitcode}); its output is above"
+            )
+        peaks[variant] = kib / 1024
+    return peaks
 
 
 # ------------------------------------------------------------------------------ output
@@ -517,8 +528,4 @@ GROUPS = {
 }
 
 if __name__ == "__main__":
-    arguments = parse_args()
-    if arguments.rss_child:
-        rss_child(arguments.rss_child, arguments)
-    else:
-        main(arguments)
+    main(parse_args())
