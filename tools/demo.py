@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """README command 1: the paper's whole detection pipeline on the generated demo data, on a CPU.
 
-  python tools/demo.py                  # about 5 minutes on 2 cores; results in output/demo
+  python tools/demo.py                  # about 4 minutes on 2 cores; results in output/demo
   python tools/demo.py --seed 3 --output-dir output/demo_seed3   # another seed of every training stage
 
 Each stage is one of the project's tools, run as a user runs it (the command is printed first; in
