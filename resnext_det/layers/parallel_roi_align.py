@@ -44,8 +44,19 @@ def _thread_pool(size: int) -> ThreadPoolExecutor:
         if _pool is None or _pool_size != size:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="roi_align"), size
+            _pool = ThreadPoolExecutor(size, thread_name_prefix="roi_align", initializer=_one_thread)
+            _pool_size = size
         return _pool
+
+
+def _one_thread() -> None:
+    """A pool thread's own torch ops (the kernel zero-fills its output with ``at::parallel_for``)
+    run on that thread alone. Otherwise each pool thread that runs a parallel op gets its own
+    OpenMP team; GNU OpenMP then manages more threads than there are cores and, for the rest of
+    the process, lets every idle worker sleep instead of spinning between parallel regions: the
+    main thread's many small ops each wait for a wake-up (the demo's pretraining ran 2x slower
+    after one such forward in the same process; measured 2026-12-05)."""
+    torch.set_num_threads(1)
 
 
 def _forget_pool_after_fork() -> None:

@@ -3,6 +3,8 @@ the same gradient (within float rounding) from its two sampling matrices."""
 
 from __future__ import annotations
 
+import os
+
 from resnext_det import get_config_file
 from resnext_det.engine import setup_cfg
 from resnext_det.layers.parallel_roi_align import ParallelROIAlign
@@ -100,3 +102,25 @@ def test_the_c4_detector_pools_with_it():
     poolers = build_model(cfg).roi_heads.pooler.level_poolers
     assert [type(p) for p in poolers] == [ParallelROIAlign]
     assert poolers[0].output_size == (cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,) * 2
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc (Linux)")
+def test_the_pool_threads_start_no_openmp_teams(threads, monkeypatch):
+    """Each pool thread runs its own torch ops on one thread. The kernel zero-fills its output in
+    parallel; on a pool thread with more, GNU OpenMP started a team per pool thread, and once it
+    managed more threads than cores it slowed every later parallel op of the process (the demo's
+    pretraining after a forward: 2x)."""
+    import resnext_det.layers.parallel_roi_align as module
+
+    threads(2)
+    monkeypatch.setattr(module, "_pool", None)  # a pool of this test's own, started below
+    features = torch.randn(2, 64, 32, 32)
+    rois = random_rois([0, 0, 1, 1], 512, 512)
+    expected = ROIAlign((14, 14), 1 / 16, 0, aligned=True)(features, rois)  # this thread's team starts
+    before = set(os.listdir("/proc/self/task"))
+    assert torch.equal(ParallelROIAlign((14, 14), 1 / 16, 0, aligned=True)(features, rois), expected)
+    started = set(os.listdir("/proc/self/task")) - before
+    pool = module._thread_pool(2)
+    assert 1 <= len(started) == len(pool._threads)  # the pool's threads (started as needed), no team
+    assert pool.submit(torch.get_num_threads).result() == 1
+    assert torch.get_num_threads() == 2  # this thread keeps its own
