@@ -1,6 +1,7 @@
 """Running the project's tools from tests: in this process by default, in a child process only
-where the process itself is what a test checks (SIGKILL and resume, several processes, the exit
-status a shell sees).
+where the process itself is what a test checks (SIGKILL and resume, the exit status a shell
+sees, a fresh interpreter's imports). A tool that starts several processes (``--num-gpus 2``, Slurm's
+local executor) starts them from this process as well.
 
 ``run_tool`` runs ``python -W ignore SCRIPT ARGS`` through ``resnext_det.engine.in_process`` (the
 same ``__main__``, with the child's view of the world and nothing left behind; ``tools/demo.py``

@@ -9,7 +9,7 @@ from resnext_det.engine.slurm import SlurmTask, _port, add_slurm_arguments
 
 import pytest
 import torch
-from tool_runs import run_tool, run_tool_process
+from tool_runs import run_tool
 
 CONFIG = "configs/demo/rpn_tiny_C4.yaml"
 
@@ -28,7 +28,7 @@ def test_requeue_resumes_and_the_port_is_per_job():
 def test_train_rpn_as_a_local_submitit_job_on_two_processes(tmp_path):
     out = tmp_path / "rpn"
     env_datasets = ["DATASETS.TRAIN", "('resnext_demo_train',)", "DATASETS.TEST", "('resnext_demo_val',)"]
-    done = run_tool_process(
+    done = run_tool(
         "tools/train_rpn.py", "--config-file", CONFIG,
         "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
         "--slurm-folder", str(tmp_path / "jobs" / "%j"), *env_datasets,
@@ -50,7 +50,7 @@ LAZY_CONFIG = "configs/lazy/demo/rpn_tiny_C4.py"
 @pytest.mark.slow  # the same job from a LazyConfig file
 def test_a_lazy_config_as_a_local_submitit_job_on_two_processes(tmp_path):
     out = tmp_path / "rpn"
-    done = run_tool_process(
+    done = run_tool(
         "tools/train_rpn.py", "--config-file", LAZY_CONFIG,
         "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
         "--slurm-folder", str(tmp_path / "jobs" / "%j"), "train.max_iter=4", "model.backbone.norm=BN",

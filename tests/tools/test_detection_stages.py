@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tool_runs import run_tool_process
+from tool_runs import run_tool
 
 # both detection stages through the tools, on one and two processes (DDP on gloo, COCOeval): CI
 # runs these on both detectron2 builds
@@ -82,18 +82,18 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tiny_pipeline, tmp_path):
 
 
 def test_both_stages_on_two_cpu_processes(tmp_path):
-    """--num-gpus 2 on a CPU machine: two gloo processes (child processes: this one stays out of
-    torch.distributed) train, gather proposals and evaluate."""
+    """--num-gpus 2 on a CPU machine: two gloo processes (which the tool starts; it runs in this
+    process, which stays out of torch.distributed) train, gather proposals and evaluate."""
     from resnext_det.proposals.store import ProposalStore
 
     env = {"DETECTRON2_DATASETS": str(tmp_path / "datasets")}
     rpn_out, frcn_out = tmp_path / "rpn", tmp_path / "frcn"
     two = ["--num-gpus", "2", *SMALL]
-    rpn = run_tool_process("tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml", *two,
-                           "OUTPUT_DIR", str(rpn_out), env=env)  # fmt: skip
+    rpn = run_tool("tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml", *two,
+                   "OUTPUT_DIR", str(rpn_out), env=env)  # fmt: skip
     assert rpn.returncode == 0, rpn.stderr[-3000:]
     stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(rpn_out)]
-    frcn = run_tool_process("tools/train_fast_rcnn.py", *stage2, *two, "OUTPUT_DIR", str(frcn_out), env=env)
+    frcn = run_tool("tools/train_fast_rcnn.py", *stage2, *two, "OUTPUT_DIR", str(frcn_out), env=env)
     assert frcn.returncode == 0, frcn.stderr[-3000:]
     assert (frcn_out / "model_final.pth").is_file()
     assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr

@@ -20,7 +20,7 @@ import pytest
 import torch
 from pipelines import with_output
 from test_crash_resume import assert_same_store, assert_same_weights, kill_when, with_flag
-from tool_runs import run_tool, run_tool_process
+from tool_runs import run_tool
 
 # the LazyConfig runs go through detectron2's LazyConfig, instantiate and trainer, which differ
 # between the builds: CI runs this file on both
@@ -87,11 +87,12 @@ def test_a_killed_lazy_run_resumes_to_the_uninterrupted_weights(tiny_pipeline, t
 
 
 def test_a_lazy_run_on_two_cpu_processes(tiny_pipeline, tmp_path):
-    """Two gloo processes: a child process (this one stays out of torch.distributed)."""
+    """Two gloo processes, which the tool starts (it runs in this process, which stays out of
+    torch.distributed)."""
     out = tmp_path / "rpn2"
     rpn = with_output(tiny_pipeline.commands["lazy"][0], out)
     two_processes = [*rpn[:3], "--num-gpus", "2", *rpn[3:], "train.max_iter=2"]
-    ok(run_tool_process(*two_processes, env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")}))
+    ok(run_tool(*two_processes, env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")}))
     ids = np.load(out / "proposals_resnext_demo_val" / "ids.npy", allow_pickle=False)
     assert len(ids) == 40 and len(set(ids.tolist())) == 40  # every image once, from both processes
 
