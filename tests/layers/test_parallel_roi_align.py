@@ -114,6 +114,7 @@ def test_the_pool_threads_start_no_openmp_teams(threads, monkeypatch):
 
     threads(2)
     monkeypatch.setattr(module, "_pool", None)  # a pool of this test's own, started below
+    monkeypatch.setattr(module, "_pool_size", 0)
     features = torch.randn(2, 64, 32, 32)
     rois = random_rois([0, 0, 1, 1], 512, 512)
     expected = ROIAlign((14, 14), 1 / 16, 0, aligned=True)(features, rois)  # this thread's team starts
