@@ -108,7 +108,7 @@ def lazy_preflight(args, proposals_dir: str | None = None, test_only: bool = Fal
         check_device(cfg.train.device, "train.device", fix="add train.device=cpu to the command line")
         if training and cfg.train.amp.enabled and not str(cfg.train.device).startswith("cuda"):
             raise ConfigError("train.amp.enabled needs a GPU (CUDA); add train.amp.enabled=false")
-    channels_last_for(cfg.train.get("memory_format", "auto"), cfg.train.device, key="train.memory_format")
+    _uses_channels_last(cfg)  # a bad train.memory_format is named here, not in a worker
     check_weights_file(cfg.train.init_checkpoint, "train.init_checkpoint")
     model = _instantiate_model(cfg, args.config_file, device="meta")
     if stage1 and not isinstance(model, ProposalNetwork):
@@ -138,10 +138,14 @@ def _instantiate_model(cfg, path: str, device: str | None = None) -> torch.nn.Mo
     if device == "meta":
         return model
     model = model.to(cfg.train.device)
-    memory_format = cfg.train.get("memory_format", "auto")  # the YAML configs' SOLVER.MEMORY_FORMAT
-    if channels_last_for(memory_format, cfg.train.device, key="train.memory_format"):
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    return model.to(memory_format=torch.channels_last) if _uses_channels_last(cfg) else model
+
+
+def _uses_channels_last(cfg) -> bool:
+    """``train.memory_format`` (the YAML configs' ``SOLVER.MEMORY_FORMAT``; "auto" where a file
+    predates the key) on ``train.device``."""
+    memory_format = cfg.train.get("memory_format", "auto")
+    return channels_last_for(memory_format, cfg.train.device, key="train.memory_format")
 
 
 def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = False):
