@@ -103,6 +103,7 @@ def test_a_lazy_run_on_two_cpu_processes(tiny_pipeline, tmp_path):
         (["MODEL.WEIGHTS", "w.pth"], "takes detectron2's LazyConfig overrides, key=value"),
         (["train.init_checkpoint=/no/w.pth"], "train.init_checkpoint /no/w.pth does not exist"),
         (["train.max_itr=3"], "has no key 'train.max_itr'"),
+        (["train.memory_format=nhwc"], "train.memory_format is 'nhwc'; expected one of ['auto'"),
         pytest.param(
             ["train.device=cuda"], "add train.device=cpu",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
@@ -115,6 +116,7 @@ def test_lazy_mistakes_are_one_paragraph(args, expected, tiny_pipeline, tmp_path
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: ") and expected in message, message
+    assert not (tmp_path / "out").exists()  # found by the preflight, before anything was written
 
 
 def test_stage1_refuses_a_detector(tmp_path):
