@@ -57,7 +57,7 @@ def test_same_pooled_features_and_gradient(threads, image_indices, num_threads):
     parallel = pool_and_backprop(ParallelROIAlign((7, 7), 1 / 16, 0, aligned=True), features, rois)
     assert torch.equal(parallel[0], serial[0])
     assert serial[1].abs().sum() > 0
-    torch.testing.assert_close(parallel[1], serial[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parallel[1], serial[1], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("aligned", [True, False])
