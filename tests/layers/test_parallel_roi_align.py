@@ -86,13 +86,39 @@ def test_the_gradient_follows_torchvision_at_every_edge(threads, aligned, sampli
 
 
 def test_channels_last_input_and_one_thread(threads):
+    """A channels_last map (a channels_last head's) gets its pooled features and its gradient back
+    in that layout: the head's convolutions then convert nothing."""
     features = torch.randn(2, 8, 16, 16).contiguous(memory_format=torch.channels_last)
     rois = random_rois([0, 1, 1], 256, 256)
-    expected = ROIAlign(5, 1 / 16, 2, aligned=False)(features, rois)
+    expected = pool_and_backprop(ROIAlign(5, 1 / 16, 2, aligned=False), features, rois)
     threads(2)
-    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected)
+    pooled, grad = pool_and_backprop(ParallelROIAlign(5, 1 / 16, 2, aligned=False), features, rois)
+    assert torch.equal(pooled, expected[0])
+    torch.testing.assert_close(grad, expected[1], rtol=1e-6, atol=1e-6)
+    assert pooled.is_contiguous(memory_format=torch.channels_last) and not pooled.is_contiguous()
+    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
     threads(1)  # the serial path
-    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected)
+    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected[0])
+
+
+@pytest.mark.parametrize("image_indices", [[0] * 4 + [1] * 5, [1, 0, 1, 0, 1, 0, 1, 1, 0]])
+def test_the_backward_in_bounded_products(threads, monkeypatch, image_indices):
+    """A large map or many channels cut each image's RoIs into several products (of consecutive
+    RoIs, or of scattered ones): the same gradient as in one."""
+    import resnext_det.layers.parallel_roi_align as module
+
+    threads(2)
+    features = torch.randn(2, 8, 24, 32)
+    rois = random_rois(image_indices, 24 * 16, 32 * 16)
+    whole = pool_and_backprop(ParallelROIAlign((7, 7), 1 / 16, 0, aligned=True), features, rois)
+    products = []
+    spread_back = module._spread_back
+    monkeypatch.setattr(module, "_spread_back", lambda g, *a: products.append(len(g)) or spread_back(g, *a))
+    monkeypatch.setattr(module, "_rois_per_product", lambda *shape: 2)
+    cut = pool_and_backprop(ParallelROIAlign((7, 7), 1 / 16, 0, aligned=True), features, rois)
+    assert sorted(products) == [1, 2, 2, 2, 2]  # 4 RoIs of image 0, 5 of image 1
+    assert torch.equal(cut[0], whole[0])
+    torch.testing.assert_close(cut[1], whole[1], rtol=1e-6, atol=1e-6)
 
 
 def test_the_c4_detector_pools_with_it():
