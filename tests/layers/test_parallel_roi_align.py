@@ -91,14 +91,13 @@ def test_channels_last_input_and_one_thread(threads):
     features = torch.randn(2, 8, 16, 16).contiguous(memory_format=torch.channels_last)
     rois = random_rois([0, 1, 1], 256, 256)
     expected = pool_and_backprop(ROIAlign(5, 1 / 16, 2, aligned=False), features, rois)
-    threads(2)
-    pooled, grad = pool_and_backprop(ParallelROIAlign(5, 1 / 16, 2, aligned=False), features, rois)
-    assert torch.equal(pooled, expected[0])
-    torch.testing.assert_close(grad, expected[1], rtol=1e-6, atol=1e-6)
-    assert pooled.is_contiguous(memory_format=torch.channels_last) and not pooled.is_contiguous()
-    assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
-    threads(1)  # the serial path
-    assert torch.equal(ParallelROIAlign(5, 1 / 16, 2, aligned=False)(features, rois), expected[0])
+    for num_threads in (2, 1):  # one thread: the kernel without the pool, the same backward
+        threads(num_threads)
+        pooled, grad = pool_and_backprop(ParallelROIAlign(5, 1 / 16, 2, aligned=False), features, rois)
+        assert torch.equal(pooled, expected[0])
+        torch.testing.assert_close(grad, expected[1], rtol=1e-6, atol=1e-6)
+        assert pooled.is_contiguous(memory_format=torch.channels_last) and not pooled.is_contiguous()
+        assert grad.is_contiguous(memory_format=torch.channels_last) and not grad.is_contiguous()
 
 
 @pytest.mark.parametrize("image_indices", [[0] * 4 + [1] * 5, [1, 0, 1, 0, 1, 0, 1, 1, 0]])
