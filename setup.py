@@ -47,7 +47,8 @@ setup(
         "deploy": DEPLOY,
         # --slurm on the training tools (submitit submits the job; its local executor tests it)
         "slurm": SLURM,
-        "test": ["pytest>=7", "timm", "hypothesis>=6", *DEPLOY, *SLURM],
-        "dev": ["pytest>=7", "timm", "hypothesis>=6", "ruff", *DEPLOY, *SLURM],
+        # pytest-xdist: make test runs two workers (tests/README.md)
+        "test": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", *DEPLOY, *SLURM],
+        "dev": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", "ruff", *DEPLOY, *SLURM],
     },
 )

@@ -78,7 +78,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch threads (default: torch's own, OMP_NUM_THREADS or the cores)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (a GPU: times are synchronised)")
     parser.add_argument(
         "--only",
@@ -400,7 +405,7 @@ def markdown(result: dict) -> str:
     gpu = f"GPU {env['gpu']}, " if env.get("gpu") else ""
     lines = [
         f"{env['date']}, torch {env['torch']}, {gpu}{env['threads']} threads on {env['cores']} cores "
-        f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}); \"of peak\" is of the best fp32 1x1 "
+        f'({env["cpu"]}, {env["cpu_capability"]}, {native_bf16}); "of peak" is of the best fp32 1x1 '
         f"convolution in channels_last, {env['peak_gmac_per_s']:.1f} GMAC/s (bf16 rows: the bf16 one, "
         f"{env['bf16_peak_gmac_per_s']:.1f}; a 2048³ fp32 matmul: {env['matmul_gmac_per_s']:.1f}). "
         f"{env['reps']} interleaved repetitions after a warm-up "

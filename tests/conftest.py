@@ -1,10 +1,14 @@
 """Shared fixtures. ``import resnext_det`` first: it prepares detectron2 and registers modules.
 
 ``tiny_stage_dirs`` / ``write_stage``: stage folders (config.yaml + model_final.pth) of random-weight
-RPN / Fast R-CNN pairs, as the training tools leave them."""
+RPN / Fast R-CNN pairs, as the training tools leave them.
+
+Under pytest-xdist (``make test`` runs two workers, tests/README.md) each worker takes its share
+of the cores, and the tests are grouped so that each expensive fixture is built once."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import resnext_det  # noqa: F401
@@ -15,6 +19,84 @@ import pytest
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
+
+#: The test workers' groups of the session's expensive fixtures, longest first: every test that
+#: reads one runs on the same worker (the fixture is built once), and these groups start before
+#: the others. The demo (README command 1) and the tests of its trained pair take longest.
+WORKER_GROUPS = {
+    "demo": ("demo",),
+    "gpu_check": ("gpu_check_on_cpu",),
+    "tiny_pipeline": ("tiny_pipeline",),
+    "stage_pairs": ("onnx_dir", "tiny_stage_dirs"),
+    "image_folder": ("image_folder",),
+}
+#: The modules that read a fixture of WORKER_GROUPS, and their group (checked as tests are
+#: collected). Every other module is a group of its own, so its module-scoped fixtures are built once.
+MODULE_GROUPS = {
+    "tests/tools/test_demo.py": "demo",
+    "tests/test_gpu_check.py": "gpu_check",
+    "tests/test_speed_benchmark.py": "gpu_check",
+    "tests/tools/test_crash_resume.py": "tiny_pipeline",
+    "tests/tools/test_detection_stages.py": "tiny_pipeline",
+    "tests/tools/test_lazy_tools.py": "tiny_pipeline",
+    "tests/deploy/test_export.py": "stage_pairs",
+    "tests/deploy/test_graph.py": "stage_pairs",
+    "tests/deploy/test_tools.py": "stage_pairs",
+    "tests/engine/test_tta.py": "stage_pairs",
+    "tests/pretrain/test_class_subset.py": "image_folder",
+    "tests/pretrain/test_data.py": "image_folder",
+    "tests/pretrain/test_train.py": "image_folder",
+}
+
+
+def _worker_group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return MODULE_GROUPS.get(module, module)
+
+
+def pytest_configure(config):
+    """A test worker's share of the cores: ``cores // workers`` threads, for its own torch ops and,
+    through OMP_NUM_THREADS, for the tools it starts. Two workers of two threads each on two
+    cores would make GNU OpenMP's waiting threads spin against each other (40x slower, measured);
+    two of one thread each keep both cores busy where one process of two threads leaves one idle
+    in every serial stretch (Python, data loading, compiles)."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is not None and hasattr(config, "workerinput"):
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Whole groups to a worker (``_worker_group``), in the workers' collection order (below).
+    Written here instead of ``--dist loadgroup``: with pytest 9.2 that mode ignores its marks
+    (pytest-xdist issue 1386) and spreads a fixture's readers over both workers."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkerGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _worker_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return WorkerGroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every reader of a fixture of WORKER_GROUPS is in a module of that group (else the fixture
+    would be built on both workers: a clear error instead); the groups of WORKER_GROUPS first."""
+    group_of_fixture = {fixture: group for group, fixtures in WORKER_GROUPS.items() for fixture in fixtures}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        for fixture in set(item.fixturenames) & set(group_of_fixture):
+            if MODULE_GROUPS.get(module) != group_of_fixture[fixture]:
+                raise pytest.UsageError(
+                    f"{item.nodeid} reads the shared fixture {fixture!r}: add {module!r}: "
+                    f"{group_of_fixture[fixture]!r} to MODULE_GROUPS in tests/conftest.py, so that "
+                    "the test workers build it once"
+                )
+    rank = {group: position for position, group in enumerate(WORKER_GROUPS)}
+    items.sort(key=lambda item: rank.get(_worker_group(item.nodeid), len(rank)))
 
 
 @pytest.fixture(autouse=True)
