@@ -93,8 +93,12 @@ class _ChunkedRoIAlign(torch.autograd.Function):
         # convert them once per convolution that reads them (the first res5 block's conv1 and
         # shortcut) and send back a channels_last gradient to convert again. Each thread writes
         # its chunk into place, converting it there.
-        pooled = features.new_empty((rois.shape[0], features.shape[1], height, width))
-        pooled = pooled.contiguous(memory_format=memory_format)
+        pooled = torch.empty(
+            (rois.shape[0], features.shape[1], height, width),
+            dtype=features.dtype,
+            device=features.device,
+            memory_format=memory_format,
+        )
 
         def pool_chunk(chunk: slice) -> None:
             with torch.no_grad():  # grad mode is per thread: off here as on the calling thread
@@ -145,14 +149,12 @@ def _rois_by_image(batch_index: torch.Tensor) -> list[tuple[int, slice | torch.T
     """Each image's RoIs: a slice where they are consecutive (detectron2 concatenates the RoIs
     image by image, and a slice selects without a copy), else their indices."""
     images, counts = torch.unique_consecutive(batch_index, return_counts=True)
-    if images.numel() == batch_index.unique().numel():
+    distinct = batch_index.unique()
+    if images.numel() == distinct.numel():
         stops = counts.cumsum(0).tolist()
         starts = [0, *stops[:-1]]
         return [(image, slice(a, b)) for image, a, b in zip(images.tolist(), starts, stops, strict=True)]
-    return [
-        (image, torch.nonzero(batch_index == image, as_tuple=True)[0])
-        for image in batch_index.unique().tolist()
-    ]
+    return [(image, torch.nonzero(batch_index == image, as_tuple=True)[0]) for image in distinct.tolist()]
 
 
 def _split(rois: slice | torch.Tensor, size: int) -> list[slice | torch.Tensor]:
