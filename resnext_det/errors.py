@@ -94,10 +94,12 @@ class ExportError(ResNeXtDetError, RuntimeError):
 
 
 def _user_error_names() -> set[str]:
+    """Each user error as a traceback's last line names it: ``module.QualifiedName``, the module
+    being where the class is defined (``resnext_det.errors``, whatever module re-exports it)."""
     names, todo = set(), [ResNeXtDetError]
     while todo:
         cls = todo.pop()
-        names.add(cls.__name__)
+        names.add(f"{cls.__module__}.{cls.__qualname__}")
         todo.extend(cls.__subclasses__())
     return names
 
@@ -107,11 +109,12 @@ def user_error_message(error: BaseException) -> str | None:
 
     An error raised in a worker process (``launch`` with several processes, or a DataLoader
     worker) reaches the parent wrapped in a traceback text; its last line is
-    ``module.ErrorName: message``, from which the message is recovered.
+    ``module.ErrorName: message``, from which the message is recovered. The name must be one of
+    ours with its module: another library's ``ConfigError`` is a bug to show, not a message.
     """
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
     if len(lines) > 1 or not isinstance(error, ResNeXtDetError):
-        match = re.match(r"^(?:[\w.]+\.)?(\w+): (.*)$", lines[-1].strip()) if lines else None
+        match = re.match(r"^([\w.]+): (.*)$", lines[-1].strip()) if lines else None
         if match and match[1] in _user_error_names():
             return match[2]
     return str(error) if isinstance(error, ResNeXtDetError) else None

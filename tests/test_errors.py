@@ -20,7 +20,7 @@ def test_the_message_is_recovered_from_a_worker_traceback():
     text = (
         "\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
         '  File "x.py", line 3, in f\n    raise AnnotationFileError(...)\n'
-        "resnext_det.data.coco.AnnotationFileError: a.json: annotations[3] has a box of negative size\n"
+        "resnext_det.errors.AnnotationFileError: a.json: annotations[3] has a box of negative size\n"
     )
     assert user_error_message(RuntimeError(text)) == "a.json: annotations[3] has a box of negative size"
     wrapped = ImageFileError(
@@ -30,3 +30,13 @@ def test_the_message_is_recovered_from_a_worker_traceback():
     assert user_error_message(wrapped) == "cannot read image b.png (truncated)"
     assert user_error_message(RuntimeError("Traceback ...\nValueError: something else")) is None
     assert issubclass(AnnotationFileError, ValueError)  # still catchable as before
+
+
+def test_another_librarys_error_of_the_same_name_is_a_bug():
+    """Only our classes, named with the module that defines them, are user errors: a third-party
+    ``ConfigError`` from a worker keeps its traceback."""
+    for last_line in ("otherlib.config.ConfigError: bad key", "ConfigError: bad key",
+                      "resnext_det.data.coco.AnnotationFileError: a.json"):  # fmt: skip
+        assert user_error_message(RuntimeError(f"Traceback ...\n{last_line}")) is None, last_line
+    ours = RuntimeError("Traceback ...\nresnext_det.errors.ConfigError: bad key")
+    assert user_error_message(ours) == "bad key"
