@@ -49,9 +49,12 @@ MODULE_GROUPS = {
 }
 
 
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
 def _worker_group(nodeid: str) -> str:
-    module = nodeid.split("::", 1)[0]
-    return MODULE_GROUPS.get(module, module)
+    return MODULE_GROUPS.get(_module(nodeid), _module(nodeid))
 
 
 def pytest_configure(config):
@@ -60,9 +63,8 @@ def pytest_configure(config):
     cores would make GNU OpenMP's waiting threads spin against each other (40x slower, measured);
     two of one thread each keep both cores busy where one process of two threads leaves one idle
     in every serial stretch (Python, data loading, compiles)."""
-    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers is not None and hasattr(config, "workerinput"):
-        threads = max(1, (os.cpu_count() or 1) // int(workers))
+    if hasattr(config, "workerinput"):
+        threads = max(1, (os.cpu_count() or 1) // config.workerinput["workercount"])
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
@@ -87,7 +89,7 @@ def pytest_collection_modifyitems(config, items):
     would be built on both workers: a clear error instead); the groups of WORKER_GROUPS first."""
     group_of_fixture = {fixture: group for group, fixtures in WORKER_GROUPS.items() for fixture in fixtures}
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
+        module = _module(item.nodeid)
         for fixture in set(item.fixturenames) & set(group_of_fixture):
             if MODULE_GROUPS.get(module) != group_of_fixture[fixture]:
                 raise pytest.UsageError(
