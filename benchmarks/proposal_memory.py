@@ -100,7 +100,7 @@ def _register_bench_dataset(images: int) -> None:
 
 def run_variant(args) -> None:
     import resnext_det  # noqa: F401
-    from resnext_det.engine import ResNeXtTrainer, setup_cfg
+    from resnext_det.engine import DetectionRecipe, setup_cfg
 
     _register_bench_dataset(args.images)
     opts = [
@@ -115,7 +115,7 @@ def run_variant(args) -> None:
         opts += ["PROPOSALS.STORE_DIR", str(workdir)]
     cfg = setup_cfg(str(ROOT / "configs/demo/fast_rcnn_tiny_C4.yaml"), opts)
     start = time.perf_counter()
-    loader = iter(ResNeXtTrainer.build_train_loader(cfg))
+    loader = iter(DetectionRecipe.build_train_loader(cfg))
     first = None
     for i in range(args.iterations):
         batch = next(loader)

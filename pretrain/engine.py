@@ -15,12 +15,13 @@ import logging
 import os
 
 from resnext_det.atomic_files import atomic_write_text
-from resnext_det.errors import ConfigError, diverged
+from resnext_det.engine.trainer import wrap_for_processes
+from resnext_det.errors import ConfigError
 from resnext_det.seeding import RNGState
 
 import numpy as np
 import torch
-from detectron2.engine import create_ddp_model, hooks
+from detectron2.engine import hooks
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
@@ -88,7 +89,8 @@ def train(cfg, resume: bool = False, *, datasets=None, build_model=None, metadat
     optimizer = build_optimizer(cfg, model)
     scheduler = build_lr_scheduler(cfg, optimizer, iters_per_epoch)
     stream = EpochStream(cfg, datasets["train"])
-    trainer = ClassificationTrainer(cfg, create_ddp_model(model, broadcast_buffers=False), stream, optimizer)
+    ddp_model = wrap_for_processes(model, broadcast_buffers=False)
+    trainer = ClassificationTrainer(cfg, ddp_model, stream, optimizer)
     checkpointer = MetadataCheckpointer(
         model,
         cfg.OUTPUT_DIR,
@@ -98,6 +100,7 @@ def train(cfg, resume: bool = False, *, datasets=None, build_model=None, metadat
         scheduler=scheduler,
         rng=RNGState(),
     )
+    trainer.checkpointer = checkpointer  # the divergence stop names its newest file
     start_iter = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume).get("iteration", -1) + 1
     if start_iter % iters_per_epoch:
         raise RuntimeError(f"checkpoint at iteration {start_iter - 1} is not at an epoch boundary")
@@ -147,8 +150,5 @@ def train(cfg, resume: bool = False, *, datasets=None, build_model=None, metadat
             ),
         ]
     )
-    try:
-        trainer.train(start_iter, max_iter)
-    except FloatingPointError as e:
-        raise diverged(e, trainer.iter, checkpointer.get_checkpoint_file()) from None
+    trainer.train(start_iter, max_iter)
     return last

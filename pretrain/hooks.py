@@ -13,6 +13,7 @@ import time
 from contextlib import nullcontext
 
 from resnext_det.checkpoint.safe_checkpointer import SafeCheckpointer
+from resnext_det.engine.trainer import SafeSteps
 from resnext_det.seeding import mix_seed, seed_all
 
 import torch
@@ -23,7 +24,14 @@ from torch.nn import functional as F
 from .config import autocast_dtype, uses_channels_last
 from .data import build_loader
 
-__all__ = ["ClassificationTrainer", "EpochLogger", "EpochStream", "MetadataCheckpointer", "seed_epoch"]
+__all__ = [
+    "ClassificationStep",
+    "ClassificationTrainer",
+    "EpochLogger",
+    "EpochStream",
+    "MetadataCheckpointer",
+    "seed_epoch",
+]
 
 logger = logging.getLogger("pretrain")
 
@@ -51,7 +59,7 @@ class EpochStream:
             epoch += 1
 
 
-class ClassificationTrainer(SimpleTrainer):
+class ClassificationStep(SimpleTrainer):
     """One SGD step on a batch: cross-entropy, optional autocast and channels_last."""
 
     def __init__(self, cfg, model, stream, optimizer):
@@ -89,6 +97,11 @@ class ClassificationTrainer(SimpleTrainer):
         else:
             loss.backward()
             self.optimizer.step()
+
+
+class ClassificationTrainer(SafeSteps, ClassificationStep):
+    """``ClassificationStep`` in the project's one engine (``resnext_det.engine.trainer``): a
+    non-finite loss stops the run, naming the last good checkpoint."""
 
 
 class MetadataCheckpointer(SafeCheckpointer):

@@ -26,12 +26,12 @@ numpy removed ``np.int`` & co.          detectron2 modules that use them see a n
                                         with the old builtin aliases (module-local)
 Python 3.11 ``random.sample(set)``      ``MapDataset``'s retry path samples a sorted    yes   no
                                         list
-``create_ddp_model`` forces GPU ids     CPU models are wrapped with ``device_ids=None``  yes   yes
 ======================================  ==============================================  ====  ====
 
-The last one is still needed on main: its ``create_ddp_model`` passes
-``device_ids=[local_rank]`` whenever the caller does not, and DDP rejects device ids for a CPU
-module, so ``DefaultTrainer`` cannot train on two CPU processes without it.
+On an official build nothing is patched: ``import resnext_det`` leaves detectron2 as it found it
+(``tests/test_plugin_leaves_detectron2.py``). What the project needs beyond it takes its own code
+path: detectron2's ``create_ddp_model`` asks DDP for GPU ids, which a CPU module refuses, so the
+project's runs wrap their models with ``engine.trainer.wrap_for_processes`` instead.
 
 ``engine/launch.py`` adds what detectron2 0.6's CUDA-only launcher lacks: CPU processes (gloo).
 
@@ -257,24 +257,6 @@ def _let_map_dataset_sample_sets() -> None:
     APPLIED.append("MapDataset retry sampling on Python >= 3.11")
 
 
-def _let_ddp_wrap_cpu_models() -> None:
-    """``create_ddp_model`` passes ``device_ids=[local_rank]``, which DDP rejects for CPU modules."""
-    from detectron2 import engine
-    from detectron2.engine import defaults
-
-    original = defaults.create_ddp_model
-
-    @functools.wraps(original)
-    def create_ddp_model(model, **kwargs):
-        first = next(model.parameters(), None)
-        if first is not None and first.device.type == "cpu":
-            kwargs.setdefault("device_ids", None)
-        return original(model, **kwargs)
-
-    defaults.create_ddp_model = engine.create_ddp_model = create_ddp_model
-    APPLIED.append("create_ddp_model without device_ids for CPU models")
-
-
 def apply() -> list[str]:
     """Apply every needed fix once; must run before ``detectron2.data``/``layers`` are imported.
 
@@ -302,7 +284,6 @@ def apply() -> list[str]:
     import detectron2.modeling  # noqa: F401
 
     _let_map_dataset_sample_sets()
-    _let_ddp_wrap_cpu_models()
     _restore_numpy_aliases_in_detectron2()
     apply._done = True
     return APPLIED

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from resnext_det import get_config_file
-from resnext_det.engine import ResNeXtTrainer, setup_cfg
+from resnext_det.engine import DetectionRecipe, setup_cfg, trainer_from_yaml
 
 import pytest
 import torch
@@ -42,7 +42,7 @@ def trained(demo_root, tmp_path_factory):
             str(tmp_path_factory.mktemp("tiny_c4")),
         ],
     )
-    trainer = ResNeXtTrainer(cfg)
+    trainer = trainer_from_yaml(cfg)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     return cfg, trainer, before
@@ -87,8 +87,8 @@ def test_inference_on_an_image(trained, demo_root):
 
 def test_coco_evaluation_runs_with_pycocotools(trained):
     cfg, trainer, _ = trained
-    evaluator = ResNeXtTrainer.build_evaluator(cfg, "resnext_demo_val")
-    loader = ResNeXtTrainer.build_test_loader(cfg, "resnext_demo_val")
+    evaluator = DetectionRecipe.build_evaluator(cfg, "resnext_demo_val")
+    loader = DetectionRecipe.build_test_loader(cfg, "resnext_demo_val")
     # every box kept: after 30 iterations few scores pass the usual 0.05, and pycocotools only
     # reports per-class AP when there are detections to match
     trainer.model.roi_heads.box_predictor.test_score_thresh = 0.0

@@ -1,34 +1,33 @@
-"""Config set-up and trainer shared by the tools (detectron2's ``DefaultTrainer`` pattern)."""
+"""A YAML config's run: set-up (``setup_cfg``), its parts (``DetectionRecipe``, detectron2's
+``DefaultTrainer`` pattern) and its trainer from the one engine (``trainer_from_yaml``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import weakref
 
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultTrainer, TrainerBase, default_setup, hooks
+from detectron2.engine import DefaultTrainer, default_setup, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+from fvcore.nn.precise_bn import get_bn_modules
 
 from .. import compat
-from ..checkpoint import check_weights_file_fits
-from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import add_resnext_config, add_two_stage_config, uses_channels_last
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
-from ..data.train_stream import ResumableTrainLoader, build_resumable_train_loader
+from ..data.train_stream import build_resumable_train_loader
 from ..data.voc import VOCBothMetricsEvaluator
-from ..errors import ConfigError, diverged
+from ..errors import ConfigError
 from ..proposals.mapper import build_store_test_loader, build_store_train_loader
-from ..seeding import mix_seed, seed_all
+from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
 from .tta import FastRCNNWithTTA
 from .validation import validation_hooks
 
-__all__ = ["ResNeXtTrainer", "SeedEachIteration", "apply_deterministic_mode", "merge_config", "setup_cfg"]
+__all__ = ["DetectionRecipe", "apply_deterministic_mode", "merge_config", "setup_cfg", "trainer_from_yaml"]
 
 
 def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=None) -> CfgNode:
@@ -103,84 +102,53 @@ def apply_deterministic_mode(cfg: CfgNode) -> None:
 logger = logging.getLogger("resnext_det")
 
 
-class SeedEachIteration(hooks.HookBase):
-    """The model's own random draws (the RPN's and ROI heads' sampling of anchors and proposals)
-    come from generators seeded by (stream seed, iteration, rank) before each step, so they repeat
-    after ``--resume`` too."""
+def trainer_from_yaml(cfg: CfgNode) -> ResNeXtTrainer | ResNeXtAMPTrainer:
+    """The engine's trainer (``engine.trainer``) for a YAML config: the parts built as
+    ``DefaultTrainer`` builds them, in its order (the model's and the loader's random draws are
+    the same), with the batch and schedule scaled to the processes (``SOLVER.REFERENCE_WORLD_SIZE``)."""
+    cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+    model = DetectionRecipe.build_model(cfg)
+    optimizer = DetectionRecipe.build_optimizer(cfg, model)
+    loader = DetectionRecipe.build_train_loader(cfg)
 
-    def before_step(self):
-        seed_all(mix_seed(self.trainer.stream_seed, self.trainer.iter, comm.get_rank(), 1))
+    def precise_bn():
+        if not (cfg.TEST.PRECISE_BN.ENABLED and get_bn_modules(model)):
+            return None
+        loader = DetectionRecipe.build_train_loader(cfg)
+        return hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, model, loader, cfg.TEST.PRECISE_BN.NUM_ITER)
+
+    parts = RunParts(
+        model=model,
+        optimizer=optimizer,
+        train_loader=loader,
+        lr_scheduler=DetectionRecipe.build_lr_scheduler(cfg, optimizer),
+        max_iter=cfg.SOLVER.MAX_ITER,
+        output_dir=cfg.OUTPUT_DIR,
+        weights=cfg.MODEL.WEIGHTS,
+        checkpointing={"period": cfg.SOLVER.CHECKPOINT_PERIOD},
+        eval_period=cfg.TEST.EVAL_PERIOD,
+        evaluate=lambda: DetectionRecipe.test(cfg, model),
+        seed=max(cfg.SEED, 0),
+        amp=cfg.SOLVER.AMP.ENABLED,
+        ddp={"broadcast_buffers": False},
+        precise_bn=precise_bn,
+        hooks_after_eval=lambda checkpointer: validation_hooks(cfg, model, checkpointer),
+    )
+    return assemble_trainer(parts)
 
 
-class ResNeXtTrainer(DefaultTrainer):
-    """``DefaultTrainer`` with what long runs on shared machines need.
+class DetectionRecipe(DefaultTrainer):
+    """How a YAML config's parts are built: detectron2's ``DefaultTrainer`` class methods
+    (``build_optimizer``, ``build_lr_scheduler``, ``test``, ``auto_scale_workers``) with this
+    project's model layout, loaders, evaluators and test-time augmentation. Never instantiated:
+    the run itself is the engine's (``trainer_from_yaml``).
 
     * COCO AP (pycocotools) on ``DATASETS.TEST``; proposals from ``PROPOSALS.STORE_DIR`` if set.
-    * resnext_det weights that do not fit the model are refused (no partial load).
-    * Exact ``--resume``: a resumable data stream (``resnext_det.data.train_stream``), model RNGs
-      seeded per iteration, the optimizer's momentum in every checkpoint, and checkpoints that
-      are written atomically and never hold diverged weights (``SafeDetectionCheckpointer``).
-    * A non-finite loss stops training with ``TrainingDivergedError`` (iteration, losses, the
-      last good checkpoint), before the optimizer applies that step.
+    * An exact ``--resume`` needs the resumable data stream (``resnext_det.data.train_stream``).
     """
 
-    @property
-    def _stream(self):
-        loader = self.data_loader
-        return loader.stream if isinstance(loader, ResumableTrainLoader) else None
-
-    @property
-    def stream_seed(self) -> int:
-        return self._stream.seed if self._stream is not None else max(self.cfg.SEED, 0)
-
-    def resume_or_load(self, resume: bool = True):
-        if not (resume and self.checkpointer.has_checkpoint()):
-            check_weights_file_fits(self.checkpointer.model, self.cfg.MODEL.WEIGHTS)
-        result = super().resume_or_load(resume=resume)
-        if self._stream is not None:
-            self._stream.start_iter = self.start_iter
-        return result
-
-    def build_hooks(self):
-        self.checkpointer = SafeDetectionCheckpointer(
-            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
-        built = [SeedEachIteration(), *super().build_hooks()]
-        # right after the evaluation (the best checkpoint reads it; the same place in every
-        # process, as both gather across processes) and so before the main process's writer
-        after_eval = next(i for i, h in enumerate(built) if isinstance(h, hooks.EvalHook)) + 1
-        built[after_eval:after_eval] = validation_hooks(self.cfg, self.model, self.checkpointer)
-        return built
-
-    def run_step(self):
-        try:
-            super().run_step()
-        except FloatingPointError as e:
-            raise diverged(e, self.iter, self.checkpointer.get_checkpoint_file()) from None
-
-    # The inner trainer's state (optimizer momentum, AMP scaler) is saved as "_trainer", as
-    # detectron2 main does; v0.6's DefaultTrainer does not save it. One code path for both:
-    # TrainerBase's (iteration, hooks) plus `_trainer`, DefaultTrainer's inner SimpleTrainer or
-    # AMPTrainer, which detectron2 has no public accessor for.
-    def state_dict(self):
-        state = TrainerBase.state_dict(self)
-        state["_trainer"] = self._trainer.state_dict()
-        if self._stream is not None:
-            state["stream_seed"] = self._stream.seed
-        return state
-
-    def load_state_dict(self, state):
-        TrainerBase.load_state_dict(self, state)
-        if "_trainer" in state:
-            self._trainer.load_state_dict(state["_trainer"])
-        else:  # main's DefaultTrainer would fail with KeyError '_trainer' here
-            logger.warning(
-                "the checkpoint has no optimizer state (written by detectron2 0.6's DefaultTrainer?): "
-                "resuming at iteration %d with the optimizer's momentum starting from zero",
-                self.iter,
-            )
-        if self._stream is not None and "stream_seed" in state:
-            self._stream.seed = int(state["stream_seed"])
+    def __init__(self, cfg):
+        raise TypeError("DetectionRecipe only builds parts; train with engine.build_trainer(cfg)")
 
     @classmethod
     def build_model(cls, cfg):

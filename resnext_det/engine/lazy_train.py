@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
-import weakref
 from pathlib import Path
 
 import torch
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import AMPTrainer, SimpleTrainer, hooks
-from detectron2.engine import defaults as detectron2_defaults
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.modeling.meta_arch import ProposalNetwork
 from detectron2.utils import comm
@@ -37,15 +34,13 @@ from detectron2.utils.logger import setup_logger
 
 from .. import compat
 from ..atomic_files import atomic_path
-from ..checkpoint import check_weights_file_fits
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import channels_last_for
 from ..data.coco import check_datasets
 from ..data.demo_dataset import DEMO_SPLITS, prepare_demo_splits, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
-from ..errors import ConfigError, ResNeXtDetError, diverged
+from ..errors import ConfigError, ResNeXtDetError
 from ..proposals.handoff import write_stage1_proposals
-from .defaults import SeedEachIteration
 from .launch import check_batch_divides, check_device, check_weights_file
 from .lazy_config import (
     attach_lazy_proposals,
@@ -54,16 +49,16 @@ from .lazy_config import (
     with_test_dataset,
 )
 from .output_dir import prepare_output_dir
+from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
 
 __all__ = [
-    "LazyAMPTrainer",
-    "LazyTrainer",
     "dump_lazy_proposals",
     "evaluate_lazy",
     "lazy_preflight",
     "load_tool_lazy_config",
     "setup_lazy_run",
     "train_lazy",
+    "trainer_from_lazy",
 ]
 
 logger = logging.getLogger("resnext_det")
@@ -173,55 +168,10 @@ def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = Fal
     return cfg
 
 
-class _SafeSteps:
-    """What ``ResNeXtTrainer`` adds to detectron2's trainers, for ``SimpleTrainer`` and
-    ``AMPTrainer`` alike (put it first among the bases)."""
-
-    checkpointer: SafeDetectionCheckpointer | None = None
-    seed = 0  # seeds the model's sampling when the loader is not resumable
-
-    @property
-    def stream_seed(self) -> int:
-        loader = self.data_loader
-        return loader.stream.seed if isinstance(loader, ResumableTrainLoader) else self.seed
-
-    def run_step(self):
-        try:
-            super().run_step()
-        except FloatingPointError as e:
-            last = self.checkpointer.get_checkpoint_file() if self.checkpointer is not None else ""
-            raise diverged(e, self.iter, last) from None
-
-    def state_dict(self):
-        state = super().state_dict()  # iteration, hooks, the optimizer (and AMP's grad scaler)
-        if isinstance(self.data_loader, ResumableTrainLoader):
-            state["stream_seed"] = self.data_loader.stream.seed
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if isinstance(self.data_loader, ResumableTrainLoader) and "stream_seed" in state:
-            self.data_loader.stream.seed = int(state["stream_seed"])
-
-
-class LazyTrainer(_SafeSteps, SimpleTrainer):
-    """detectron2's ``SimpleTrainer`` with ``_SafeSteps``."""
-
-
-class LazyAMPTrainer(_SafeSteps, AMPTrainer):
-    """detectron2's ``AMPTrainer`` with ``_SafeSteps``."""
-
-
-def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "the config"):
-    """Train (or only evaluate) ``cfg.model``; return (model, {test dataset: results})."""
+def trainer_from_lazy(cfg, path: str = "the config") -> ResNeXtTrainer | ResNeXtAMPTrainer:
+    """The engine's trainer (``engine.trainer``) for a LazyConfig: its model, optimizer, loader
+    and schedule instantiated in the order of detectron2's ``lazyconfig_train_net.py``."""
     model = _instantiate_model(cfg, path)
-    output_dir = cfg.train.output_dir
-    if eval_only:
-        model.eval()
-        SafeDetectionCheckpointer(model, save_dir=output_dir).resume_or_load(
-            cfg.train.init_checkpoint, resume=resume
-        )
-        return model, evaluate_lazy(cfg, model)
     cfg.optimizer.params.model = model
     try:
         optimizer = instantiate(cfg.optimizer)
@@ -233,41 +183,37 @@ def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "
             "dataloader.train is not resnext_det's build_resumable_detection_loader: a --resume of this "
             "run restarts the data stream at its beginning instead of where it stopped"
         )
-    trainer_class = LazyAMPTrainer if cfg.train.amp.enabled else LazyTrainer
-    # looked up now: resnext_det.compat lets detectron2's create_ddp_model wrap CPU models
-    ddp_model = detectron2_defaults.create_ddp_model(model, **cfg.train.ddp)
-    trainer = trainer_class(ddp_model, loader, optimizer)
-    checkpointer = SafeDetectionCheckpointer(model, output_dir, trainer=weakref.proxy(trainer))
-    trainer.checkpointer = checkpointer
-    trainer.seed = max(cfg.train.get("seed", -1) or 0, 0)
-    last_results: dict = {}
-
-    def test_and_keep():
-        last_results.clear()
-        last_results.update(evaluate_lazy(cfg, model))
-        return last_results
-
-    main = comm.is_main_process()
-    writers = detectron2_defaults.default_writers(output_dir, cfg.train.max_iter) if main else None
-    trainer.register_hooks(
-        [
-            SeedEachIteration(),
-            hooks.IterationTimer(),
-            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
-            hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-            hooks.EvalHook(cfg.train.eval_period, test_and_keep),
-            hooks.PeriodicWriter(writers, period=cfg.train.log_period) if main else None,
-        ]
+    parts = RunParts(
+        model=model,
+        optimizer=optimizer,
+        train_loader=loader,
+        lr_scheduler=instantiate(cfg.lr_multiplier),
+        max_iter=cfg.train.max_iter,
+        output_dir=cfg.train.output_dir,
+        weights=cfg.train.init_checkpoint,
+        checkpointing=dict(cfg.train.checkpointer),
+        eval_period=cfg.train.eval_period,
+        evaluate=lambda: evaluate_lazy(cfg, model),
+        seed=max(cfg.train.get("seed", -1) or 0, 0),
+        amp=cfg.train.amp.enabled,
+        ddp=dict(cfg.train.ddp),
+        log_period=cfg.train.log_period,
     )
-    has_checkpoint = resume and checkpointer.has_checkpoint()
-    if not has_checkpoint:
-        check_weights_file_fits(model, cfg.train.init_checkpoint)
-    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
-    start_iter = trainer.iter + 1 if has_checkpoint else 0
-    if isinstance(loader, ResumableTrainLoader):
-        loader.start_iter = start_iter
-    trainer.train(start_iter, cfg.train.max_iter)
-    return model, dict(last_results)
+    return assemble_trainer(parts)
+
+
+def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "the config"):
+    """Train (or only evaluate) ``cfg.model``; return (model, {test dataset: results})."""
+    if eval_only:
+        model = _instantiate_model(cfg, path)
+        model.eval()
+        SafeDetectionCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
+            cfg.train.init_checkpoint, resume=resume
+        )
+        return model, evaluate_lazy(cfg, model)
+    trainer = trainer_from_lazy(cfg, path)
+    trainer.resume_or_load(resume=resume)
+    return trainer.checkpointer.model, dict(trainer.train())
 
 
 def evaluate_lazy(cfg, model) -> dict:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from ..atomic_files import atomic_write_json
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..layers.frozen_bn import fold_frozen_batchnorm
-from .defaults import ResNeXtTrainer
+from .defaults import DetectionRecipe, trainer_from_yaml
 
 __all__ = [
     "train_stage",
@@ -27,27 +28,22 @@ __all__ = [
 logger = logging.getLogger("resnext_det")
 
 
-def _unwrap(model):
-    return getattr(model, "module", model)
-
-
 def train_stage(cfg, resume: bool = False, eval_only: bool = False):
     """Train (or only evaluate) the model of ``cfg``; return (model, evaluation results)."""
     if eval_only:
-        model = ResNeXtTrainer.build_model(cfg)
+        model = DetectionRecipe.build_model(cfg)
         SafeDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=resume
         )
         if cfg.TEST.FOLD_FROZEN_BN:
             fold_frozen_batchnorm(model)
-        return model, ResNeXtTrainer.test(cfg, model)
-    trainer = ResNeXtTrainer(cfg)
+        return model, DetectionRecipe.test(cfg, model)
+    trainer = trainer_from_yaml(cfg)
     trainer.resume_or_load(resume=resume)
-    trainer.train()
-    # DefaultTrainer's EvalHook keeps the final evaluation in this private attribute on v0.6 and
-    # main alike (train() returns it only with TEST.EXPECTED_RESULTS); the tool tests read it
-    # back on both builds, and evaluating again would cost a second pass over DATASETS.TEST.
-    return _unwrap(trainer.model), getattr(trainer, "_last_eval_results", {})
+    results = trainer.train()
+    if cfg.TEST.EXPECTED_RESULTS and comm.is_main_process():
+        verify_results(cfg, results)  # as detectron2's DefaultTrainer.train does
+    return trainer.checkpointer.model, results
 
 
 def results_by_dataset(cfg, results) -> dict:

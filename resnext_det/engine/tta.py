@@ -98,7 +98,7 @@ class TwoStageTTA:
 
 class FastRCNNWithTTA(nn.Module):
     """Stage 2 with precomputed proposals, under test-time augmentation: the model
-    ``inference_on_dataset`` evaluates when ``TEST.AUG.ENABLED`` (``ResNeXtTrainer.test``)."""
+    ``inference_on_dataset`` evaluates when ``TEST.AUG.ENABLED`` (``DetectionRecipe.test``)."""
 
     def __init__(self, cfg, model):
         super().__init__()

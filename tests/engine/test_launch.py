@@ -14,12 +14,12 @@ pytestmark = pytest.mark.both_builds
 
 
 def _two_process_worker(out_dir):
-    from detectron2.engine import create_ddp_model
     from detectron2.utils import comm
+    from resnext_det.engine.trainer import wrap_for_processes
 
     rank = comm.get_rank()
     torch.manual_seed(0)
-    model = create_ddp_model(torch.nn.Linear(3, 1), broadcast_buffers=False)
+    model = wrap_for_processes(torch.nn.Linear(3, 1), broadcast_buffers=False)
     # each rank sees different data; DDP must average the gradients
     x = torch.full((4, 3), float(rank + 1))
     model(x).sum().backward()

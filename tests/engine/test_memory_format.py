@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnext_det import get_config_file
-from resnext_det.engine import ResNeXtTrainer, setup_cfg
+from resnext_det.engine import DetectionRecipe, setup_cfg
 from resnext_det.engine.lazy_config import load_lazy_config
 from resnext_det.engine.lazy_train import _instantiate_model
 from resnext_det.errors import ConfigError
@@ -30,7 +30,7 @@ def stem_weight(model: torch.nn.Module) -> torch.Tensor:
 @pytest.mark.parametrize(("memory_format", "channels_last"), [("auto", True), ("contiguous", False)])
 def test_a_yaml_run_builds_its_detector_in_the_memory_format(demo_root, memory_format, channels_last):
     cfg = setup_cfg(get_config_file("demo/fast_rcnn_tiny_C4.yaml"), ["SOLVER.MEMORY_FORMAT", memory_format])
-    weight = stem_weight(ResNeXtTrainer.build_model(cfg))
+    weight = stem_weight(DetectionRecipe.build_model(cfg))
     assert weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert weight.is_contiguous() != channels_last
 

@@ -1,8 +1,9 @@
-"""ResNeXtTrainer reads weights and checkpoints the same way on detectron2 0.6 and on main.
+"""The engine's trainer reads weights and checkpoints the same way on detectron2 0.6 and on main.
 
 Both cases failed on main before: reading a weights file that is not named ``.pth`` called
 detectron2's ``_load_file`` outside ``load()`` (an AssertionError), and main's
-``DefaultTrainer.load_state_dict`` requires the ``_trainer`` entry that v0.6 never wrote.
+``DefaultTrainer.load_state_dict`` required the ``_trainer`` entry that v0.6 never wrote. The
+checkpoints of the earlier, DefaultTrainer-based runs (optimizer under ``_trainer``) still resume.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 
 from resnext_det import get_config_file
 from resnext_det.checkpoint import WeightsMismatchError
-from resnext_det.engine import ResNeXtTrainer, setup_cfg
+from resnext_det.engine import ResNeXtTrainer, setup_cfg, trainer_from_yaml
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def tiny_trainer(output_dir, *overrides) -> ResNeXtTrainer:
         get_config_file("demo/faster_rcnn_tiny_C4.yaml"),
         ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "20", "OUTPUT_DIR", str(output_dir), *overrides],
     )
-    return ResNeXtTrainer(cfg)
+    return trainer_from_yaml(cfg)
 
 
 def marked_state(trainer: ResNeXtTrainer, converted: bool = False) -> dict[str, torch.Tensor]:
@@ -90,5 +91,28 @@ def test_checkpoints_carry_the_optimizer_state_on_every_build(demo_root, tmp_pat
     trainer = tiny_trainer(tmp_path / "run")
     state = trainer.state_dict()
     assert state["iteration"] == trainer.iter
-    assert set(state["_trainer"]) >= {"iteration", "optimizer"}
-    assert state["_trainer"]["optimizer"]["param_groups"][0]["lr"] == trainer.optimizer.param_groups[0]["lr"]
+    assert set(state) >= {"iteration", "hooks", "optimizer", "stream_seed"}
+    assert state["optimizer"]["param_groups"][0]["lr"] == trainer.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_from_a_checkpoint_of_the_default_trainer_based_runs(demo_root, tmp_path):
+    """Before the one engine, YAML runs checkpointed detectron2's ``DefaultTrainer``, whose
+    optimizer state sits under ``_trainer``: a ``--resume`` still takes it (and the stream seed)."""
+    output = tmp_path / "run"
+    output.mkdir()
+    first = tiny_trainer(tmp_path / "first")
+    optimizer = first.optimizer.state_dict()
+    optimizer["param_groups"][0]["lr"] = 0.125  # a value the config does not give
+    trainer_state = {"iteration": 7, "hooks": {}, "_trainer": {"iteration": 7, "optimizer": optimizer}}
+    trainer_state["stream_seed"] = 1234
+    torch.save(
+        {"model": first.model.state_dict(), "trainer": trainer_state, "iteration": 7},
+        output / "model_0000007.pth",
+    )
+    (output / "last_checkpoint").write_text("model_0000007.pth")
+
+    trainer = tiny_trainer(output)
+    trainer.resume_or_load(resume=True)
+    assert trainer.start_iter == 8
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.125
+    assert trainer.stream_seed == 1234

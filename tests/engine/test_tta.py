@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resnext_det.engine.defaults import ResNeXtTrainer
+from resnext_det.engine.defaults import DetectionRecipe
 from resnext_det.engine.tta import merge_detections, tta_views
 from resnext_det.engine.two_stage import TwoStagePredictor, load_stage_pair
 from resnext_det.errors import ConfigError
@@ -93,4 +93,4 @@ def test_with_flip_a_mirrored_image_gives_mirrored_detections(tiny_stage_dirs):
 def test_an_rpn_has_no_tta(tiny_stage_dirs):
     cfg = tta_cfg(load_stage_pair(*tiny_stage_dirs).rpn_cfg, (128,), flip=False)
     with pytest.raises(ConfigError, match="stage 1 \\(an RPN\\) has no test-time augmentation"):
-        ResNeXtTrainer.with_tta(cfg, None)
+        DetectionRecipe.with_tta(cfg, None)

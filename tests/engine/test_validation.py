@@ -8,7 +8,7 @@ import math
 
 from resnext_det import get_config_file
 from resnext_det.checkpoint.safe_checkpointer import SafeDetectionCheckpointer, read_checkpoint_file
-from resnext_det.engine import ResNeXtTrainer, setup_cfg
+from resnext_det.engine import setup_cfg, trainer_from_yaml
 from resnext_det.engine.validation import BestCheckpoint, best_metric
 from resnext_det.seeding import seed_all
 
@@ -31,7 +31,7 @@ def train_rpn(output_dir, validation_period: int):
          "INPUT.MAX_SIZE_TEST", "192"],
     )  # fmt: skip
     seed_all(0)  # the same initial weights for both runs (default_setup would seed from SEED)
-    trainer = ResNeXtTrainer(cfg)
+    trainer = trainer_from_yaml(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
     return trainer
@@ -58,14 +58,14 @@ def test_validation_loss_is_logged_and_changes_nothing_else(runs):
         assert with_validation.storage.history(key).values() == without.storage.history(key).values(), key
     a, b = with_validation.model.state_dict(), without.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    lines = [json.loads(line) for line in open(f"{with_validation.cfg.OUTPUT_DIR}/metrics.json")]
+    lines = [json.loads(line) for line in open(f"{with_validation.checkpointer.save_dir}/metrics.json")]
     # a period that is a multiple of detectron2's writer period (20): every value reaches the file
     assert [line["iteration"] for line in lines if "validation/total_loss" in line] == [19, 39]
 
 
 def test_the_best_checkpoint_is_kept_untagged(runs):
     trainer, _ = runs
-    out = trainer.cfg.OUTPUT_DIR
+    out = trainer.checkpointer.save_dir
     best = read_checkpoint_file(f"{out}/model_best.pth")["best"]
     recalls = trainer.storage.history("box_proposals/AR@100").values()
     value, iteration = max(recalls)
