@@ -64,10 +64,10 @@ def measure(relative: str) -> dict:
     # Built on the meta device, then given zeroed storage: the counts do not depend on the weights'
     # values, and the random initialisation was most of the time (7.7 of 13 s for the study).
     with torch.device("meta"):
+        network, template_from_cfg, size = (resnext, resnext_template_from_cfg, 224)
         if cifar:
-            model, size = resnext_cifar(num_classes=cfg.MODEL.NUM_CLASSES, **cifar_template_from_cfg(cfg)), 32
-        else:
-            model, size = resnext(num_classes=cfg.MODEL.NUM_CLASSES, **resnext_template_from_cfg(cfg)), 224
+            network, template_from_cfg, size = (resnext_cifar, cifar_template_from_cfg, 32)
+        model = network(num_classes=cfg.MODEL.NUM_CLASSES, **template_from_cfg(cfg).asdict())
     model = model.to_empty(device="cpu")
     for tensor in (*model.parameters(), *model.buffers()):
         tensor.detach().zero_()

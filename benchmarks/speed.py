@@ -63,7 +63,7 @@ import resnext_det  # noqa: E402,F401  (prepares detectron2; must come first)
 from resnext_det import get_config_file, resnet50, resnext50_32x4d  # noqa: E402
 from resnext_det.config import add_resnext_config  # noqa: E402
 from resnext_det.layers.frozen_bn import fold_frozen_batchnorm  # noqa: E402
-from resnext_det.modeling.block import ResNeXtBlock  # noqa: E402
+from resnext_det.modeling.block import block_class  # noqa: E402
 
 import torch  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
@@ -321,9 +321,9 @@ def bench_block_forms(args, rows, peak):
     for stage, (channels, width, spatial) in sizes.items():
         x = torch.randn(args.cls_batch, channels, spatial, spatial, device=args.device)
         blocks = {
-            form: ResNeXtBlock(
-                channels, channels, bottleneck_channels=width, cardinality=32, block_form=form
-            ).to(args.device)
+            form: block_class(form)(channels, channels, bottleneck_channels=width, cardinality=32).to(
+                args.device
+            )
             for form in ("aggregated", "concat", "grouped")
         }
         macs = {form: forward_macs(b.eval(), (x,)) for form, b in blocks.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from resnext_det.config import resnext_template_from_cfg
 from resnext_det.modeling.cifar import resnext_cifar
-from resnext_det.template import CIFAR_DEPTHS
+from resnext_det.template import CIFAR_DEPTHS, Template
 
 import torch
 from detectron2.config import CfgNode as CN
@@ -53,7 +53,7 @@ def get_cifar_cfg() -> CN:
     return cfg
 
 
-def cifar_template_from_cfg(cfg) -> dict:
+def cifar_template_from_cfg(cfg) -> Template:
     """``MODEL.RESNEXT`` checked for a CIFAR network (depth 9n + 2), errors naming the key."""
     return resnext_template_from_cfg(cfg, depths=CIFAR_DEPTHS)
 
@@ -66,7 +66,7 @@ def cifar_checkpoint_metadata(cfg) -> dict:
     """Stored in every checkpoint: the network, its classes and the input it expects."""
     return {
         "network": "cifar",
-        "template": cifar_template_from_cfg(cfg),
+        "template": cifar_template_from_cfg(cfg).asdict(),
         "num_classes": cfg.MODEL.NUM_CLASSES,
         "dataset": cfg.DATA.DATASET,
         "input": {

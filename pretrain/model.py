@@ -22,15 +22,15 @@ __all__ = ["build_classifier", "checkpoint_metadata", "load_classifier_weights"]
 
 
 def build_classifier(cfg, network=resnext, template_from_cfg=resnext_template_from_cfg) -> torch.nn.Module:
-    """``network(num_classes, zero_init_residual, **template_from_cfg(cfg))`` on ``MODEL.DEVICE``,
+    """``network(num_classes, zero_init_residual, **template_from_cfg(cfg).asdict())`` on ``MODEL.DEVICE``,
     in the memory format of ``SOLVER.MEMORY_FORMAT`` (the CIFAR network: ``pretrain.cifar``)."""
     check_device(cfg.MODEL.DEVICE)
     template = template_from_cfg(cfg)
-    template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
+    template = template.replace(norm=resolve_norm(template.norm, cfg.MODEL.DEVICE))
     model = network(
         num_classes=cfg.MODEL.NUM_CLASSES,
         zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
-        **template,
+        **template.asdict(),
     ).to(cfg.MODEL.DEVICE)
     if uses_channels_last(cfg):
         model = model.to(memory_format=torch.channels_last)
@@ -52,7 +52,7 @@ def load_classifier_weights(model: torch.nn.Module, path: str, source: str = "pr
 def checkpoint_metadata(cfg) -> dict:
     """Stored in every checkpoint: what the weights are and what input they expect."""
     return {
-        "template": resnext_template_from_cfg(cfg),
+        "template": resnext_template_from_cfg(cfg).asdict(),
         "num_classes": cfg.MODEL.NUM_CLASSES,
         "input": {"format": "RGB", "range": "0-1", "mean": list(cfg.INPUT.MEAN), "std": list(cfg.INPUT.STD)},
     }

@@ -19,7 +19,7 @@ import torch
 from detectron2.config import CfgNode as CN
 
 from .errors import ConfigError
-from .template import STAGE_BLOCKS, TemplateError, validate_out_features, validate_template
+from .template import STAGE_BLOCKS, Template, TemplateError, validate_out_features, validate_template
 
 __all__ = [
     "add_resnext_config",
@@ -187,8 +187,8 @@ def check_model_config(cfg: CN) -> None:
         resnext_template_from_cfg(cfg)
 
 
-def resnext_template_from_cfg(cfg: CN, depths=tuple(STAGE_BLOCKS)) -> dict:
-    """Validated keyword arguments for the trunk builders, read from ``cfg.MODEL.RESNEXT``.
+def resnext_template_from_cfg(cfg: CN, depths=tuple(STAGE_BLOCKS)) -> Template:
+    """The ``Template`` of ``cfg.MODEL.RESNEXT``, validated with the rest of its keys.
 
     Every error names the config key, so a typo in a YAML file is found at model-build time.
     ``depths``: the accepted depths (``template.CIFAR_DEPTHS`` for the CIFAR networks).
@@ -226,7 +226,7 @@ def resnext_template_from_cfg(cfg: CN, depths=tuple(STAGE_BLOCKS)) -> dict:
     if not isinstance(r.SHORTCUTS, bool):
         raise ConfigError(f"cfg.MODEL.RESNEXT.SHORTCUTS must be True or False, got {r.SHORTCUTS!r}")
     check_resnets_keys_unused(cfg)
-    return dict(
+    return Template(
         depth=r.DEPTH,
         cardinality=r.CARDINALITY,
         bottleneck_width=r.BOTTLENECK_WIDTH,

@@ -6,6 +6,9 @@ template ("depth, C x d, form, norm") the same way, with errors that name the ba
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 from .errors import TemplateError
 
 __all__ = [
@@ -14,6 +17,7 @@ __all__ = [
     "NORMS",
     "STAGE_BLOCKS",
     "STAGE_NAMES",
+    "Template",
     "TemplateError",
     "validate_out_features",
     "validate_template",
@@ -82,6 +86,60 @@ def validate_template(
                 "norm",
                 f"norm 'GN' uses 32 groups, so every width must be a multiple of 32; not: {bad}",
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A ResNeXt's architecture, checked when made: read once (from keywords or
+    ``cfg.MODEL.RESNEXT``) and passed whole to every builder below it.
+
+    ``depth`` is an ImageNet depth (``STAGE_BLOCKS``) or a CIFAR one (``CIFAR_DEPTHS``); each
+    network checks that it is one of its own (``imagenet_stage_blocks``, ``cifar_stage_blocks``).
+    ``shortcuts=False`` is Sec. 5.1's plain stack. ``norm`` may also be a callable, as detectron2's
+    ``get_norm`` takes.
+    """
+
+    depth: int = 50
+    cardinality: int = 32
+    bottleneck_width: int = 4
+    block_form: str = "grouped"
+    norm: str | Callable = "BN"
+    stem_out_channels: int = 64
+    res2_out_channels: int = 256
+    shortcuts: bool = True
+
+    def __post_init__(self):
+        validate_template(
+            self.depth,
+            self.cardinality,
+            self.bottleneck_width,
+            self.block_form,
+            self.norm,
+            self.stem_out_channels,
+            self.res2_out_channels,
+            depths=(*STAGE_BLOCKS, *CIFAR_DEPTHS),
+        )
+
+    @property
+    def imagenet_stage_blocks(self) -> tuple[int, ...]:
+        """Blocks in res2..res5 (Table 1)."""
+        if self.depth not in STAGE_BLOCKS:
+            raise TemplateError("depth", f"depth must be one of {sorted(STAGE_BLOCKS)}, got {self.depth!r}")
+        return STAGE_BLOCKS[self.depth]
+
+    @property
+    def cifar_stage_blocks(self) -> tuple[int, ...]:
+        """Blocks in the CIFAR network's three stages (appendix A: depth 9n + 2)."""
+        if self.depth not in CIFAR_DEPTHS:
+            raise TemplateError("depth", f"depth must be one of {sorted(CIFAR_DEPTHS)}, got {self.depth!r}")
+        return ((self.depth - 2) // 9,) * 3
+
+    def asdict(self) -> dict:
+        """Plain keywords (for a checkpoint's metadata, ``meta.json``, or the keyword builders)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> Template:
+        return dataclasses.replace(self, **changes)
 
 
 def validate_out_features(out_features) -> None:

@@ -46,7 +46,7 @@ def classifier(relative: str, device: str = "meta"):
     """The config's classifier; on the meta device unless its FLOPs are to be counted."""
     cfg = load(relative)
     with torch.device(device):
-        return resnext(num_classes=cfg.MODEL.NUM_CLASSES, **resnext_template_from_cfg(cfg)), cfg
+        return resnext(num_classes=cfg.MODEL.NUM_CLASSES, **resnext_template_from_cfg(cfg).asdict()), cfg
 
 
 def test_every_config_of_the_study_is_in_a_table():
@@ -88,7 +88,7 @@ def test_table4_models_have_twice_resnet101s_flops():
 
 def test_table4_templates():
     templates = {r: resnext_template_from_cfg(load(r)) for r in TABLE4}
-    assert [(t["depth"], t["cardinality"], t["bottleneck_width"]) for t in templates.values()] == [
+    assert [(t.depth, t.cardinality, t.bottleneck_width) for t in templates.values()] == [
         (200, 1, 64), (101, 1, 100), (101, 2, 64), (101, 64, 4)
     ]  # fmt: skip
     model, _ = classifier("R200.yaml")
@@ -102,7 +102,7 @@ def test_no_shortcut_variants_are_plain_stacks():
         assert not [name for name, _ in plain.named_modules() if name.endswith("shortcut")]
         cfg.MODEL.RESNEXT.SHORTCUTS = True
         with torch.device("meta"):
-            residual = resnext(num_classes=1000, **resnext_template_from_cfg(cfg))
+            residual = resnext(num_classes=1000, **resnext_template_from_cfg(cfg).asdict())
         projections = sum(
             p.numel() for name, p in residual.named_parameters() if ".shortcut." in name
         )  # the four projection shortcuts, one per stage
@@ -152,7 +152,7 @@ def test_plain_stack_weights_convert_into_the_plain_detector(tmp_path):
     cfg.merge_from_file(get_config_file("demo/faster_rcnn_tiny_C4.yaml"))
     cfg.merge_from_list(["MODEL.RESNEXT.SHORTCUTS", "False", "MODEL.DEVICE", "cpu"])
     template = resnext_template_from_cfg(cfg)
-    torch.save({"model": resnext(num_classes=4, **template).state_dict()}, tmp_path / "plain.pth")
+    torch.save({"model": resnext(num_classes=4, **template.asdict()).state_dict()}, tmp_path / "plain.pth")
     converted = convert_checkpoint(tmp_path / "plain.pth", "pretrain")
     assert converted["resnext_det"]["detectron2_cfg"]["MODEL.RESNEXT.SHORTCUTS"] is False
     assert converted["resnext_det"]["template"]["shortcuts"] is False

@@ -199,8 +199,8 @@ def _metadata(pair: StagePair, graph: TwoStageGraph, fmt: str, model_file: Path)
         "category_ids": category_ids(metadata),
         "datasets_test": list(frcn.DATASETS.TEST),
         "template": {
-            "rpn": resnext_template_from_cfg(pair.rpn_cfg),
-            "fast_rcnn": resnext_template_from_cfg(frcn),
+            "rpn": resnext_template_from_cfg(pair.rpn_cfg).asdict(),
+            "fast_rcnn": resnext_template_from_cfg(frcn).asdict(),
         },
         "opset": ONNX_OPSET if fmt == "onnx" else None,
         "device": frcn.MODEL.DEVICE,

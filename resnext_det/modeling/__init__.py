@@ -1,7 +1,7 @@
 """ResNeXt modeling: blocks (Fig. 3), trunk (Table 1), detectron2 backbone and C4 res5 head."""
 
 from .backbone import build_resnext_backbone
-from .block import ResNeXtBlock
+from .block import AggregatedBlock, ConcatenatedBlock, ResNeXtBlock, block_class
 from .block_forms import convert_block_form, detect_block_form
 from .cifar import resnext_cifar
 from .classifier import (
@@ -15,11 +15,14 @@ from .classifier import (
 )
 from .complexity import complexity_preserving_width, count_flops, count_params, template_params
 from .roi_heads import ResNeXtRes5ROIHeads
-from .trunk import build_resnext_trunk, make_resnext_stage, make_resnext_stages
+from .trunk import build_resnext_trunk, make_resnext_stage, trunk_from_template
 
 __all__ = [
     "build_resnext_backbone",
+    "AggregatedBlock",
+    "ConcatenatedBlock",
     "ResNeXtBlock",
+    "block_class",
     "convert_block_form",
     "detect_block_form",
     "ResNeXtClassifier",
@@ -37,5 +40,5 @@ __all__ = [
     "ResNeXtRes5ROIHeads",
     "build_resnext_trunk",
     "make_resnext_stage",
-    "make_resnext_stages",
+    "trunk_from_template",
 ]

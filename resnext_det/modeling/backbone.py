@@ -13,7 +13,7 @@ from detectron2.modeling.backbone import ResNet
 
 from ..config import resnext_template_from_cfg
 from ..layers.norms import resolve_norm
-from .trunk import build_resnext_trunk
+from .trunk import trunk_from_template
 
 __all__ = ["build_resnext_backbone"]
 
@@ -22,11 +22,10 @@ __all__ = ["build_resnext_backbone"]
 def build_resnext_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     """Build the backbone from ``cfg.MODEL.RESNEXT`` (see ``add_resnext_config``)."""
     template = resnext_template_from_cfg(cfg)  # validates, and checks the keys exist
-    template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
-    return build_resnext_trunk(
+    return trunk_from_template(
+        template.replace(norm=resolve_norm(template.norm, cfg.MODEL.DEVICE)),
         in_channels=input_shape.channels,
         out_features=list(cfg.MODEL.RESNEXT.OUT_FEATURES),
         freeze_at=cfg.MODEL.RESNEXT.FREEZE_AT,
         zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
-        **template,
     )

@@ -4,10 +4,11 @@ A block splits its input into ``cardinality`` low-dimensional paths of width ``d
 each (1x1 -> 3x3), and aggregates them back to ``out_channels`` (Sec. 3.2-3.3). Fig. 3 draws
 three ways of writing the same function:
 
-* ``"aggregated"`` (a): C complete branches (1x1, 3x3, 1x1) whose outputs are summed; BN is
-  applied once after the sum, before the shortcut is added (footnote 6).
-* ``"concat"`` (b): C branches of (1x1, 3x3) concatenated, then one dense 1x1.
-* ``"grouped"`` (c, default): 1x1, a grouped 3x3 with C groups, 1x1. Fastest by far.
+* ``AggregatedBlock``, ``"aggregated"`` (a): C complete branches (1x1, 3x3, 1x1) whose outputs
+  are summed; BN is applied once after the sum, before the shortcut is added (footnote 6).
+* ``ConcatenatedBlock``, ``"concat"`` (b): C branches of (1x1, 3x3) concatenated, then one dense 1x1.
+* ``ResNeXtBlock``, ``"grouped"`` (c, default): 1x1, a grouped 3x3 with C groups, 1x1. Fastest
+  by far; the production form. The other two are kept to show the paper's equivalence.
 
 Each convolution is followed by a norm (BN in the paper) and ReLU, ReLU again after the shortcut
 add. Shortcuts are identity unless the shape changes, then a 1x1 projection + norm ("type B",
@@ -33,7 +34,14 @@ from torch.nn import functional as F
 from ..layers.frozen_bn import FrozenBNConv2d
 from ..template import BLOCK_FORMS
 
-__all__ = ["ResNeXtBlock", "he_init_"]
+__all__ = [
+    "BLOCK_CLASSES",
+    "AggregatedBlock",
+    "ConcatenatedBlock",
+    "ResNeXtBlock",
+    "block_class",
+    "he_init_",
+]
 
 
 def he_init_(conv: nn.Conv2d, equivalent_out_channels: int | None = None) -> None:
@@ -71,8 +79,10 @@ class _Branch(nn.Module):
         return x if self.conv3 is None else self.conv3(x)
 
 
-class ResNeXtBlock(CNNBlockBase):
-    """A ResNeXt bottleneck block (Fig. 3), usable with detectron2's ``ResNet.make_stage``.
+class _Bottleneck(CNNBlockBase):
+    """What the three forms share: the arguments and their checks, the shortcut (identity, or a
+    1x1 projection + norm where the shape changes), the ReLU after the add, and the zero-init of
+    the residual's last norm. A form defines ``_residual(x)`` and ``last_norm``.
 
     Args:
         in_channels: input channels.
@@ -82,10 +92,11 @@ class ResNeXtBlock(CNNBlockBase):
         cardinality: number of paths C (1 is a plain ResNet bottleneck).
         stride: 2 in the first block of conv3/4/5, applied in the 3x3.
         norm: a detectron2 norm name ("BN", "FrozenBN", "SyncBN", "GN") or callable.
-        block_form: "grouped" (c), "concat" (b) or "aggregated" (a).
         with_shortcut: False drops the shortcut (identity or projection): the block is then a
             plain stack of its convolutions, the "without residual" rows of Sec. 5.1.
     """
+
+    block_form: str
 
     def __init__(
         self,
@@ -96,23 +107,15 @@ class ResNeXtBlock(CNNBlockBase):
         cardinality: int = 1,
         stride: int = 1,
         norm: str = "BN",
-        block_form: str = "grouped",
         with_shortcut: bool = True,
     ):
         super().__init__(in_channels, out_channels, stride)
-        if block_form not in BLOCK_FORMS:
-            raise ValueError(f"block_form must be one of {BLOCK_FORMS} (Fig. 3 c/b/a), got {block_form!r}")
         if cardinality < 1 or bottleneck_channels % cardinality:
             raise ValueError(
                 f"bottleneck_channels={bottleneck_channels} must split into cardinality={cardinality} "
                 "equal groups"
             )
-        if block_form != "grouped" and norm == "GN":
-            raise ValueError("norm 'GN' needs block_form='grouped' (see template.validate_template)")
-        self.block_form = block_form
         self.cardinality = cardinality
-        width = bottleneck_channels // cardinality
-
         self.with_shortcut = with_shortcut
         self.shortcut = None
         if with_shortcut and (in_channels != out_channels or stride != 1):
@@ -126,46 +129,10 @@ class ResNeXtBlock(CNNBlockBase):
             )
             he_init_(self.shortcut)
 
-        if block_form == "grouped":
-            self.conv1 = FrozenBNConv2d(
-                in_channels,
-                bottleneck_channels,
-                1,
-                bias=False,
-                norm=get_norm(norm, bottleneck_channels),
-            )
-            self.conv2 = FrozenBNConv2d(
-                bottleneck_channels,
-                bottleneck_channels,
-                3,
-                stride=stride,
-                padding=1,
-                groups=cardinality,
-                bias=False,
-                norm=get_norm(norm, bottleneck_channels),
-            )
-            for conv in (self.conv1, self.conv2):
-                he_init_(conv)
-        else:
-            self.branches = nn.ModuleList(
-                _Branch(
-                    in_channels,
-                    width,
-                    out_channels,
-                    stride,
-                    norm,
-                    cardinality,
-                    with_conv3=block_form == "aggregated",
-                )
-                for _ in range(cardinality)
-            )
-        if block_form == "aggregated":
-            self.aggregate_norm = get_norm(norm, out_channels)
-        else:
-            self.conv3 = FrozenBNConv2d(
-                bottleneck_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
-            )
-            he_init_(self.conv3)
+    @property
+    def last_norm(self) -> nn.Module | None:
+        """The norm that ends the residual branch."""
+        return self.conv3.norm
 
     def zero_init_residual_(self) -> None:
         """Zero the scale of the norm that ends the residual branch, so the block starts as identity.
@@ -174,26 +141,16 @@ class ResNeXtBlock(CNNBlockBase):
         trains from scratch much faster. Not in the paper's recipe (fb.resnet.torch did not do it);
         it only matters without pretrained weights, which overwrite it.
         """
-        last_norm = self.aggregate_norm if self.block_form == "aggregated" else self.conv3.norm
-        weight = getattr(last_norm, "weight", None)
+        weight = getattr(self.last_norm, "weight", None)
         if not isinstance(weight, nn.Parameter):
             raise ValueError(
                 f"zero_init_residual needs a norm with a learnable scale (BN, SyncBN, GN), got "
-                f"{type(last_norm).__name__}: with a frozen or absent norm the block would stay zero"
+                f"{type(self.last_norm).__name__}: with a frozen or absent norm the block would stay zero"
             )
         nn.init.zeros_(weight)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        if self.block_form == "grouped":
-            x = F.relu_(self.conv1(x))
-            x = F.relu_(self.conv2(x))
-            return self.conv3(x)
-        if self.block_form == "concat":
-            return self.conv3(torch.cat([branch(x) for branch in self.branches], dim=1))
-        aggregated = self.branches[0](x)
-        for branch in self.branches[1:]:
-            aggregated = aggregated + branch(x)
-        return self.aggregate_norm(aggregated)
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.with_shortcut:
@@ -202,3 +159,123 @@ class ResNeXtBlock(CNNBlockBase):
         out = self._residual(x)
         out += shortcut  # in place, as detectron2's BottleneckBlock: one activation-sized buffer fewer
         return F.relu_(out)
+
+
+class ResNeXtBlock(_Bottleneck):
+    """Fig. 3 (c), the form every network uses by default: 1x1, a 3x3 with ``cardinality``
+    groups, 1x1, each with its norm. Usable with detectron2's ``ResNet.make_stage``; its module
+    names are detectron2's ``BottleneckBlock``'s. Arguments: ``_Bottleneck``'s."""
+
+    block_form = "grouped"
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, bottleneck_channels: int, norm: str = "BN", **kwargs
+    ):
+        super().__init__(
+            in_channels, out_channels, bottleneck_channels=bottleneck_channels, norm=norm, **kwargs
+        )
+        self.conv1 = FrozenBNConv2d(
+            in_channels, bottleneck_channels, 1, bias=False, norm=get_norm(norm, bottleneck_channels)
+        )
+        self.conv2 = FrozenBNConv2d(
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride=self.stride,
+            padding=1,
+            groups=self.cardinality,
+            bias=False,
+            norm=get_norm(norm, bottleneck_channels),
+        )
+        for conv in (self.conv1, self.conv2):
+            he_init_(conv)
+        # created after the first two are initialised: the random draws of the earlier single
+        # block class, in its order (a run from scratch starts from the same weights)
+        self.conv3 = FrozenBNConv2d(
+            bottleneck_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
+        )
+        he_init_(self.conv3)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.conv1(x))
+        x = F.relu_(self.conv2(x))
+        return self.conv3(x)
+
+
+class _Branched(_Bottleneck):
+    """Forms (a) and (b): ``cardinality`` separate branches (``_Branch``) of width d. GroupNorm
+    would normalise across the branches' channels together, which separate branches cannot do."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, bottleneck_channels: int, norm: str = "BN", **kwargs
+    ):
+        super().__init__(
+            in_channels, out_channels, bottleneck_channels=bottleneck_channels, norm=norm, **kwargs
+        )
+        if norm == "GN":
+            raise ValueError("norm 'GN' needs block_form='grouped' (see template.validate_template)")
+        self.branches = nn.ModuleList(
+            _Branch(
+                in_channels,
+                bottleneck_channels // self.cardinality,
+                out_channels,
+                self.stride,
+                norm,
+                self.cardinality,
+                with_conv3=self.block_form == "aggregated",
+            )
+            for _ in range(self.cardinality)
+        )
+
+
+class ConcatenatedBlock(_Branched):
+    """Fig. 3 (b): C branches of (1x1, 3x3) concatenated, then one dense 1x1 + norm."""
+
+    block_form = "concat"
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, bottleneck_channels: int, norm: str = "BN", **kwargs
+    ):
+        super().__init__(
+            in_channels, out_channels, bottleneck_channels=bottleneck_channels, norm=norm, **kwargs
+        )
+        self.conv3 = FrozenBNConv2d(
+            bottleneck_channels, out_channels, 1, bias=False, norm=get_norm(norm, out_channels)
+        )
+        he_init_(self.conv3)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv3(torch.cat([branch(x) for branch in self.branches], dim=1))
+
+
+class AggregatedBlock(_Branched):
+    """Fig. 3 (a): C complete branches (1x1, 3x3, 1x1) summed; one norm after the sum, before the
+    shortcut is added (footnote 6)."""
+
+    block_form = "aggregated"
+
+    def __init__(self, in_channels: int, out_channels: int, *, norm: str = "BN", **kwargs):
+        super().__init__(in_channels, out_channels, norm=norm, **kwargs)
+        self.aggregate_norm = get_norm(norm, out_channels)
+
+    @property
+    def last_norm(self) -> nn.Module | None:
+        return self.aggregate_norm
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        aggregated = self.branches[0](x)
+        for branch in self.branches[1:]:
+            aggregated = aggregated + branch(x)
+        return self.aggregate_norm(aggregated)
+
+
+#: The block class of each Fig. 3 form.
+BLOCK_CLASSES = {cls.block_form: cls for cls in (ResNeXtBlock, ConcatenatedBlock, AggregatedBlock)}
+assert tuple(BLOCK_CLASSES) == BLOCK_FORMS
+
+
+def block_class(block_form: str) -> type[_Bottleneck]:
+    """The block class of a Fig. 3 form: "grouped" (c), "concat" (b) or "aggregated" (a)."""
+    if block_form not in BLOCK_CLASSES:
+        raise ValueError(f"block_form must be one of {BLOCK_FORMS} (Fig. 3 c/b/a), got {block_form!r}")
+    return BLOCK_CLASSES[block_form]

@@ -18,7 +18,7 @@ from detectron2.layers import CNNBlockBase, get_norm
 from torch.nn import functional as F
 
 from ..layers.frozen_bn import FrozenBNConv2d
-from ..template import CIFAR_DEPTHS, validate_template
+from ..template import Template
 from .block import he_init_
 from .classifier import ResNeXtClassifier
 from .trunk import stack_resnext_stages
@@ -57,7 +57,7 @@ def resnext_cifar(
 
     ``res2_out_channels`` is the first stage's output width (4x the stem's, as in the paper);
     smaller stems and widths make the small networks that the tests train."""
-    validate_template(
+    template = Template(
         depth,
         cardinality,
         bottleneck_width,
@@ -65,17 +65,12 @@ def resnext_cifar(
         norm,
         stem_out_channels,
         res2_out_channels,
-        depths=CIFAR_DEPTHS,
+        shortcuts,
     )
     stages = stack_resnext_stages(
-        [(depth - 2) // 9] * 3,
+        template.cifar_stage_blocks,
+        template,
         in_channels=stem_out_channels,
-        cardinality=cardinality,
-        bottleneck_width=bottleneck_width,
-        res2_out_channels=res2_out_channels,
-        norm=norm,
-        block_form=block_form,
-        shortcuts=shortcuts,
         zero_init_residual=zero_init_residual,
     )
     return ResNeXtClassifier(CifarStem(3, stem_out_channels, norm), stages, num_classes=num_classes)

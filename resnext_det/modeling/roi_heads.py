@@ -18,10 +18,10 @@ from torch import nn
 from ..config import resnext_template_from_cfg
 from ..layers.norms import resolve_norm
 from ..layers.parallel_roi_align import ParallelROIAlign
-from ..template import validate_template
-from .trunk import STAGE_BLOCKS, stack_resnext_stages
+from ..template import Template
+from .trunk import stack_resnext_stages
 
-__all__ = ["ResNeXtRes5ROIHeads", "resnext_res5_head"]
+__all__ = ["ResNeXtRes5ROIHeads", "res5_head_from_template", "resnext_res5_head"]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -40,13 +40,29 @@ class ResNeXtRes5ROIHeads(Res5ROIHeads):
     @classmethod
     def _build_res5_block(cls, cfg):
         template = resnext_template_from_cfg(cfg)
-        template["norm"] = resolve_norm(template["norm"], cfg.MODEL.DEVICE)
-        res5 = resnext_res5_head(
-            **template,
+        template = template.replace(norm=resolve_norm(template.norm, cfg.MODEL.DEVICE))
+        res5 = res5_head_from_template(
+            template,
             zero_init_residual=cfg.MODEL.RESNEXT.ZERO_INIT_RESIDUAL,
             freeze=cfg.MODEL.RESNEXT.FREEZE_AT >= 5,
         )
-        return res5, template["res2_out_channels"] * 8
+        return res5, template.res2_out_channels * 8
+
+
+def res5_head_from_template(template: Template, *, zero_init_residual: bool = False, freeze: bool = False):
+    """The trunk's res5 as the C4 box head's ``res5`` module (input: res4's 4x RES2_OUT_CHANNELS
+    channels; output: 8x)."""
+    (blocks,) = stack_resnext_stages(
+        template.imagenet_stage_blocks[3:],
+        template,
+        first_stage=5,
+        in_channels=template.res2_out_channels * 4,
+        zero_init_residual=zero_init_residual,
+    )
+    if freeze:
+        for block in blocks:
+            block.freeze()
+    return nn.Sequential(*blocks)
 
 
 def resnext_res5_head(
@@ -62,24 +78,16 @@ def resnext_res5_head(
     zero_init_residual: bool = False,
     freeze: bool = False,
 ) -> nn.Sequential:
-    """The trunk's res5 as the C4 box head's ``res5`` module (input: res4's 4x RES2_OUT_CHANNELS
-    channels; output: 8x). Keyword arguments, so that LazyConfig files build it too."""
-    validate_template(
-        depth, cardinality, bottleneck_width, block_form, norm, stem_out_channels, res2_out_channels
+    """``res5_head_from_template`` from keywords, each named so that a LazyConfig file's
+    override of one is checked."""
+    template = Template(
+        depth,
+        cardinality,
+        bottleneck_width,
+        block_form,
+        norm,
+        stem_out_channels,
+        res2_out_channels,
+        shortcuts,
     )
-    (blocks,) = stack_resnext_stages(
-        [STAGE_BLOCKS[depth][3]],
-        first_stage=5,
-        in_channels=res2_out_channels * 4,
-        cardinality=cardinality,
-        bottleneck_width=bottleneck_width,
-        res2_out_channels=res2_out_channels,
-        norm=norm,
-        block_form=block_form,
-        shortcuts=shortcuts,
-        zero_init_residual=zero_init_residual,
-    )
-    if freeze:
-        for block in blocks:
-            block.freeze()
-    return nn.Sequential(*blocks)
+    return res5_head_from_template(template, zero_init_residual=zero_init_residual, freeze=freeze)

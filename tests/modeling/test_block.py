@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from resnext_det.modeling import ResNeXtBlock, convert_block_form, resnext
+from resnext_det.modeling import ResNeXtBlock, block_class, convert_block_form, resnext
 from resnext_det.modeling.block_forms import detect_block_form
 
 import pytest
@@ -13,14 +13,13 @@ from detectron2.layers import FrozenBatchNorm2d
 
 
 def make_block(form, norm="BN", stride=1, in_channels=64, out_channels=256):
-    return ResNeXtBlock(
+    return block_class(form)(
         in_channels,
         out_channels,
         bottleneck_channels=32,
         cardinality=8,
         stride=stride,
         norm=norm,
-        block_form=form,
     )
 
 
@@ -57,7 +56,7 @@ def test_he_initialisation_std():
     big = ResNeXtBlock(256, 256, bottleneck_channels=512, cardinality=32)
     expected = math.sqrt(2 / (3 * 3 * 512))
     assert big.conv2.weight.std().item() == pytest.approx(expected, rel=0.05)
-    branched = ResNeXtBlock(256, 256, bottleneck_channels=512, cardinality=32, block_form="concat")
+    branched = block_class("concat")(256, 256, bottleneck_channels=512, cardinality=32)
     stds = torch.cat([b.conv2.weight.flatten() for b in branched.branches]).std().item()
     assert stds == pytest.approx(expected, rel=0.05)
 

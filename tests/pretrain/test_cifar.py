@@ -82,7 +82,7 @@ def test_table7_configs_are_the_papers_recipe(relative):
     from pretrain.cifar import cifar_template_from_cfg
 
     with torch.device("meta"):
-        model = resnext_cifar(num_classes=classes, **cifar_template_from_cfg(cfg))
+        model = resnext_cifar(num_classes=classes, **cifar_template_from_cfg(cfg).asdict())
     assert count_params(model) / 1e6 == pytest.approx(millions, rel=0.01 if classes == 10 else 0.02)
 
 
