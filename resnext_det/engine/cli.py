@@ -17,19 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from detectron2.data import DatasetCatalog
-from detectron2.engine import DefaultTrainer
 
-from ..config import check_model_config, uses_channels_last
-from ..data.coco import check_dataset_files, register_checked_coco
-from ..data.demo_dataset import prepare_demo_datasets
+from ..data.coco import check_datasets, register_checked_coco
+from ..data.demo_dataset import prepare_demo_splits
 from ..data.voc import register_checked_voc
 from ..errors import ConfigError, SlurmJobError, user_error_message
-from ..proposals.handoff import checked_proposal_files
-from .defaults import setup_cfg
 from .launch import check_batch_divides, check_device, check_num_gpus, check_weights_file, launch
-from .lazy_config import is_lazy_config
-from .lazy_train import lazy_preflight
 from .output_dir import prepare_output_dir
+from .run_config import LazyRun, read_run_config
 
 __all__ = [
     "add_dataset_argument",
@@ -146,37 +141,45 @@ def submit_to_slurm(main: Callable, args, preflight: Callable[[], object] | None
 
 
 def preflight(args, proposals_dir: str | None = None, test_only: bool = False, stage1: bool = False):
-    """Check a tool's inputs in the launching process, before any worker starts.
+    """Check a tool's inputs in the launching process, before any worker starts; the same checks
+    for a YAML and a LazyConfig file (``engine.run_config``).
 
-    Registers ``--dataset``s, loads the config, generates the demo data once if it is named, checks
-    the device, that ``MODEL.WEIGHTS`` exists, the ResNeXt keys (without building the model),
-    that the batch divides over the processes, every dataset's files, with ``proposals_dir``
-    stage 1's proposal files, and with ``stage1`` (train_rpn.py) that the model is an RPN. A
-    training run (a tool with ``--overwrite``, without ``--eval-only``) also checks its
-    OUTPUT_DIR (``prepare_output_dir``). Returns the cfg; user errors are ``ResNeXtDetError``s.
-    A ``.py`` config is checked by ``lazy_train.lazy_preflight`` instead.
+    Registers ``--dataset``s, loads the config with its overrides, generates the demo data once if
+    it is named, checks the device (and that AMP has a GPU), that the weights file exists, the
+    model's keys (a LazyConfig's model is built on the meta device), with ``stage1``
+    (train_rpn.py) that the model is an RPN, every dataset's files (the test sets' alone for
+    ``test_only``), with ``proposals_dir`` stage 1's proposals, and for a training run (a tool
+    with ``--overwrite``, without ``--eval-only``) that the batch divides over the processes and
+    the output folder (``prepare_output_dir``). Returns the cfg; user errors are
+    ``ResNeXtDetError``s.
     """
     register_datasets_from_args(args)
-    if is_lazy_config(args.config_file):
-        return lazy_preflight(args, proposals_dir, test_only, stage1)
-    cfg = setup_cfg(args.config_file, args.opts)
-    prepare_demo_datasets(cfg)
+    training = not (test_only or getattr(args, "eval_only", False))
+    run = read_run_config(args, test_only=test_only)
+    names = run.dataset_names(test_only)
+    prepare_demo_splits(names)  # writes only when a demo split is named
     if not getattr(args, "slurm", False):  # a Slurm job's GPUs are on its nodes, not here
-        check_device(cfg.MODEL.DEVICE)
-    check_weights_file(cfg.MODEL.WEIGHTS)
-    check_model_config(cfg)
-    uses_channels_last(cfg)  # a bad SOLVER.MEMORY_FORMAT is named here, not in a worker
-    if stage1 and cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
-        raise ConfigError(
-            f"tools/train_rpn.py trains stage 1, a ProposalNetwork; {args.config_file} builds a "
-            f"{cfg.MODEL.META_ARCHITECTURE}: use an rpn_* config"
-        )
-    processes = args.num_gpus * args.num_machines
-    scaled = DefaultTrainer.auto_scale_workers(cfg, processes)  # what the trainer will run
-    check_batch_divides("SOLVER.IMS_PER_BATCH", scaled.SOLVER.IMS_PER_BATCH, processes)
-    check_dataset_files(cfg)
-    if proposals_dir is not None:
-        checked_proposal_files(cfg, proposals_dir, test_only)
-    if hasattr(args, "overwrite") and not args.eval_only:
-        prepare_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite)
-    return cfg
+        fix = f"add {_override(run, run.device.key, 'cpu')} to the command line"
+        check_device(run.device.value, run.device.key, fix=fix)
+        if training and run.amp.value and not str(run.device.value).startswith("cuda"):
+            raise ConfigError(
+                f"{run.amp.key} needs a GPU (CUDA); add {_override(run, run.amp.key, 'false')}"
+            )
+    check_weights_file(run.weights.value, run.weights.key)
+    run.check_model(stage1)
+    check_datasets(names)
+    if proposals_dir is not None:  # after the datasets' checks: the coverage check reads them
+        run.check_proposals(proposals_dir, test_only)
+    if training:
+        processes = args.num_gpus * args.num_machines
+        batch = run.total_batch(processes)
+        if isinstance(batch.value, int):
+            check_batch_divides(batch.key, batch.value, processes)
+        if hasattr(args, "overwrite"):
+            prepare_output_dir(run.output_dir, args.resume, args.overwrite)
+    return run.cfg
+
+
+def _override(run, key: str, value: str) -> str:
+    """How to set ``key`` on this config's command line: ``KEY VALUE`` (YAML) or ``key=value``."""
+    return f"{key}={value}" if isinstance(run, LazyRun) else f"`{key} {value}`"

@@ -1,18 +1,12 @@
-"""A LazyConfig file's run in the tools, with the safety the YAML path has.
+"""A LazyConfig file's run in the tools: its set-up, its parts for the one engine, stage 1's dump.
 
-What detectron2's ``tools/lazyconfig_train_net.py`` does (instantiate the model, optimizer and
-loaders; ``SimpleTrainer`` or ``AMPTrainer``; timer, lr schedule, periodic checkpoints,
-evaluation and writers as hooks), plus what ``ResNeXtTrainer`` adds for YAML configs:
-
-* checkpoints written atomically, never holding diverged weights, the newest complete one taken
-  by ``--resume`` (``SafeDetectionCheckpointer``), with the optimizer's state (and AMP's scaler);
-* a non-finite loss stops the run with ``TrainingDivergedError``, before that step is applied;
-* resnext_det weights that do not fit the model are refused instead of partly loaded;
-* with ``build_resumable_detection_loader`` as the train loader (configs/lazy/ use it), an exact
-  ``--resume``: the data stream and the model's sampling continue where they stopped. Another
-  loader (detectron2's ``build_detection_train_loader``) works, with a warning that a resumed run
-  restarts its stream;
-* inputs checked in the launching process (``lazy_preflight``), errors as one paragraph.
+What detectron2's ``tools/lazyconfig_train_net.py`` does (instantiate the model, optimizer,
+loaders and schedule), handed to the engine (``engine.trainer``) as ``RunParts``, so a LazyConfig
+run has everything a YAML run has: atomic checkpoints that never hold diverged weights, the
+divergence stop, refused misfit weights and, with ``build_resumable_detection_loader`` as the
+train loader (configs/lazy/ use it), an exact ``--resume``. Another loader (detectron2's
+``build_detection_train_loader``) works, with a warning that a resumed run restarts its stream.
+Inputs are checked in the launching process by the tools' one preflight (``cli.preflight``).
 
 detectron2 0.6's ``default_setup`` reads YAML keys only, so ``setup_lazy_run`` does its part
 (output folder, logs, config copy, seed) for a LazyConfig itself.
@@ -27,7 +21,6 @@ from pathlib import Path
 import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.evaluation import inference_on_dataset, print_csv_format
-from detectron2.modeling.meta_arch import ProposalNetwork
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
@@ -36,25 +29,22 @@ from .. import compat
 from ..atomic_files import atomic_path
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import channels_last_for
-from ..data.coco import check_datasets
-from ..data.demo_dataset import DEMO_SPLITS, prepare_demo_splits, register_demo_datasets
+from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
 from ..proposals.handoff import write_stage1_proposals
-from .launch import check_batch_divides, check_device, check_weights_file
 from .lazy_config import (
     attach_lazy_proposals,
     load_lazy_config,
     loader_dataset_names,
     with_test_dataset,
 )
-from .output_dir import prepare_output_dir
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
 
 __all__ = [
     "dump_lazy_proposals",
     "evaluate_lazy",
-    "lazy_preflight",
+    "check_lazy_model",
     "load_tool_lazy_config",
     "setup_lazy_run",
     "train_lazy",
@@ -87,38 +77,11 @@ def _dataset_names(cfg, training: bool) -> list[str]:
     return list(dict.fromkeys(name for loader in loaders for name in loader_dataset_names(cfg, loader)))
 
 
-def lazy_preflight(args, proposals_dir: str | None = None, test_only: bool = False, stage1: bool = False):
-    """``cli.preflight`` for a LazyConfig: the config and overrides, the demo data generated once
-    if named, every dataset's files, stage 1's proposals, the device, ``train.init_checkpoint``,
-    the model (built on the meta device: no memory, no time; with ``stage1`` it must be a
-    ``ProposalNetwork``), the batch over the processes and, for a training run, its output folder."""
-    training = _is_training(args, test_only)
-    cfg = load_tool_lazy_config(args, test_only=test_only)
-    names = _dataset_names(cfg, training)
-    prepare_demo_splits(names)  # writes only when a demo split is named
-    check_datasets(names)
-    if proposals_dir is not None:  # after the datasets' checks: the coverage check reads them
-        attach_lazy_proposals(cfg, proposals_dir, args.config_file, test_only)
-    if not getattr(args, "slurm", False):  # a Slurm job's GPUs are on its nodes, not here
-        check_device(cfg.train.device, "train.device", fix="add train.device=cpu to the command line")
-        if training and cfg.train.amp.enabled and not str(cfg.train.device).startswith("cuda"):
-            raise ConfigError("train.amp.enabled needs a GPU (CUDA); add train.amp.enabled=false")
+def check_lazy_model(cfg, path: str) -> torch.nn.Module:
+    """The preflight's model check: ``train.memory_format`` and the model built on the meta
+    device (no memory, no time), a wrong argument named."""
     _uses_channels_last(cfg)  # a bad train.memory_format is named here, not in a worker
-    check_weights_file(cfg.train.init_checkpoint, "train.init_checkpoint")
-    model = _instantiate_model(cfg, args.config_file, device="meta")
-    if stage1 and not isinstance(model, ProposalNetwork):
-        raise ConfigError(
-            f"tools/train_rpn.py trains stage 1, a ProposalNetwork; {args.config_file} builds a "
-            f"{type(model).__name__}: use an rpn_*.py config"
-        )
-    if training:
-        processes = args.num_gpus * args.num_machines
-        batch = cfg.dataloader.train.get("total_batch_size")
-        if isinstance(batch, int):
-            check_batch_divides("dataloader.train.total_batch_size", batch, processes)
-        if hasattr(args, "overwrite"):
-            prepare_output_dir(cfg.train.output_dir, args.resume, args.overwrite)
-    return cfg
+    return _instantiate_model(cfg, path, device="meta")
 
 
 def _instantiate_model(cfg, path: str, device: str | None = None) -> torch.nn.Module:

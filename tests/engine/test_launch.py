@@ -14,8 +14,9 @@ pytestmark = pytest.mark.both_builds
 
 
 def _two_process_worker(out_dir):
-    from detectron2.utils import comm
     from resnext_det.engine.trainer import wrap_for_processes
+
+    from detectron2.utils import comm
 
     rank = comm.get_rank()
     torch.manual_seed(0)

@@ -157,6 +157,8 @@ CASES = [
          r"OUTPUT_DIR .*out holds an earlier run \(last_checkpoint, metrics\.json\): pass --resume"),
     Case("GPU device on a machine without one", RPN, NO_FLAGS, ["MODEL.DEVICE", "cuda"],
          r"MODEL\.DEVICE is 'cuda' but this machine has no usable GPU"),
+    Case("mixed precision without a GPU", RPN, NO_FLAGS, ["SOLVER.AMP.ENABLED", "True"],
+         r"SOLVER\.AMP\.ENABLED needs a GPU \(CUDA\); add `SOLVER\.AMP\.ENABLED false`"),
     Case("ImageNet folder missing", PRETRAIN, NO_FLAGS, ["DATA.ROOT", "@nowhere"],
          r"nowhere/val does not exist; expected .*nowhere/val/<class>/<image>.JPEG"),
     Case("detectron2's ResNet key set", RPN, NO_FLAGS, ["MODEL.RESNETS.NUM_GROUPS", "32"],
@@ -184,7 +186,7 @@ def datasets(tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_one_paragraph(case: Case, tmp_path, datasets):
-    if case.name.startswith("GPU device") and torch.cuda.is_available():
+    if case.name.startswith(("GPU device", "mixed precision")) and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     flags = case.flags(tmp_path)
     opts = []

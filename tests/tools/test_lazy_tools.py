@@ -108,6 +108,7 @@ def test_a_lazy_run_on_two_cpu_processes(tiny_pipeline, tmp_path):
             ["train.device=cuda"], "add train.device=cpu",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
         ),
+        (["train.amp.enabled=true"], "train.amp.enabled needs a GPU (CUDA); add train.amp.enabled=false"),
     ],
 )  # fmt: skip
 def test_lazy_mistakes_are_one_paragraph(args, expected, tiny_pipeline, tmp_path):

@@ -1,0 +1,126 @@
+"""One view of a run's config for the tools, whichever kind the user wrote (YAML or LazyConfig).
+
+The preflight (``cli.preflight``) checks the same things for both kinds: the keys have other
+names (``MODEL.DEVICE`` / ``train.device``), the checks and their messages do not. ``YamlRun`` and
+``LazyRun`` are the only places that know where each kind keeps a setting; everything that reads
+a run through them is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detectron2.engine import DefaultTrainer
+from detectron2.modeling.meta_arch import ProposalNetwork
+
+from ..config import check_model_config, uses_channels_last
+from ..errors import ConfigError
+from ..proposals.handoff import checked_proposal_files
+from .defaults import setup_cfg
+from .lazy_config import attach_lazy_proposals, is_lazy_config, loader_dataset_names
+from .lazy_train import check_lazy_model, load_tool_lazy_config
+
+__all__ = ["LazyRun", "Setting", "YamlRun", "read_run_config"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A value of the config and the key a user writes to change it."""
+
+    key: str
+    value: object
+
+
+class YamlRun:
+    """A YAML config (``setup_cfg``: detectron2's keys plus this project's)."""
+
+    def __init__(self, cfg, path: str):
+        self.cfg, self.path = cfg, path
+
+    def dataset_names(self, test_only: bool) -> list[str]:
+        names = self.cfg.DATASETS.TEST if test_only else (*self.cfg.DATASETS.TRAIN, *self.cfg.DATASETS.TEST)
+        return list(dict.fromkeys(names))
+
+    @property
+    def device(self) -> Setting:
+        return Setting("MODEL.DEVICE", self.cfg.MODEL.DEVICE)
+
+    @property
+    def weights(self) -> Setting:
+        return Setting("MODEL.WEIGHTS", self.cfg.MODEL.WEIGHTS)
+
+    @property
+    def amp(self) -> Setting:
+        return Setting("SOLVER.AMP.ENABLED", self.cfg.SOLVER.AMP.ENABLED)
+
+    @property
+    def output_dir(self) -> str:
+        return self.cfg.OUTPUT_DIR
+
+    def total_batch(self, processes: int) -> Setting:
+        """The batch the trainer will run: detectron2 scales it to the processes."""
+        scaled = DefaultTrainer.auto_scale_workers(self.cfg, processes)
+        return Setting("SOLVER.IMS_PER_BATCH", scaled.SOLVER.IMS_PER_BATCH)
+
+    def check_model(self, stage1: bool) -> None:
+        """The ResNeXt keys and the memory format, without building the model."""
+        check_model_config(self.cfg)
+        uses_channels_last(self.cfg)  # a bad SOLVER.MEMORY_FORMAT is named here, not in a worker
+        if stage1 and self.cfg.MODEL.META_ARCHITECTURE != "ProposalNetwork":
+            raise _not_stage1(self.path, self.cfg.MODEL.META_ARCHITECTURE, "rpn_*")
+
+    def check_proposals(self, proposals_dir: str, test_only: bool) -> None:
+        checked_proposal_files(self.cfg, proposals_dir, test_only)
+
+
+class LazyRun:
+    """A LazyConfig file (``load_tool_lazy_config``: checked overrides, datasets registered)."""
+
+    def __init__(self, cfg, path: str):
+        self.cfg, self.path = cfg, path
+
+    def dataset_names(self, test_only: bool) -> list[str]:
+        loaders = ("test",) if test_only or "train" not in self.cfg.dataloader else ("train", "test")
+        return list(dict.fromkeys(n for loader in loaders for n in loader_dataset_names(self.cfg, loader)))
+
+    @property
+    def device(self) -> Setting:
+        return Setting("train.device", self.cfg.train.device)
+
+    @property
+    def weights(self) -> Setting:
+        return Setting("train.init_checkpoint", self.cfg.train.init_checkpoint)
+
+    @property
+    def amp(self) -> Setting:
+        return Setting("train.amp.enabled", self.cfg.train.get("amp", {}).get("enabled", False))
+
+    @property
+    def output_dir(self) -> str:
+        return self.cfg.train.output_dir
+
+    def total_batch(self, processes: int) -> Setting:
+        return Setting("dataloader.train.total_batch_size", self.cfg.dataloader.train.get("total_batch_size"))
+
+    def check_model(self, stage1: bool) -> None:
+        """The model built on the meta device (no memory, no time): a wrong argument is named."""
+        model = check_lazy_model(self.cfg, self.path)
+        if stage1 and not isinstance(model, ProposalNetwork):
+            raise _not_stage1(self.path, type(model).__name__, "rpn_*.py")
+
+    def check_proposals(self, proposals_dir: str, test_only: bool) -> None:
+        attach_lazy_proposals(self.cfg, proposals_dir, self.path, test_only)
+
+
+def _not_stage1(path: str, built: str, configs: str) -> ConfigError:
+    return ConfigError(
+        f"tools/train_rpn.py trains stage 1, a ProposalNetwork; {path} builds a {built}: "
+        f"use an {configs} config"
+    )
+
+
+def read_run_config(args, test_only: bool = False) -> YamlRun | LazyRun:
+    """The tool's config with its overrides (``--config-file`` and the command line's rest)."""
+    if is_lazy_config(args.config_file):
+        return LazyRun(load_tool_lazy_config(args, test_only=test_only), args.config_file)
+    return YamlRun(setup_cfg(args.config_file, args.opts), args.config_file)
