@@ -30,7 +30,7 @@ from resnext_det.deploy.export import AOTI_OPTIONS, trace_graph, write_onnx
 from resnext_det.deploy.graph import TwoStageGraph
 from resnext_det.deploy.runtime import _OnnxRuntime
 from resnext_det.engine import setup_cfg
-from resnext_det.engine.two_stage import TwoStagePredictor, build_trained_model, use_proposal_file_topk
+from resnext_det.engine.two_stage import TwoStagePredictor, build_trained_model
 
 import numpy as np
 import torch
@@ -53,8 +53,8 @@ def stage_cfgs(args, detectron2: bool):
     cfgs = []
     for stage in ("rpn", "fast_rcnn"):
         opts = ["MODEL.DEVICE", args.device, "INPUT.MIN_SIZE_TEST", str(height),
-                "MODEL.RPN.NMS_THRESH", "1.0", "PROPOSALS.TEST_PRE_NMS_TOPK", str(10 * k),
-                "PROPOSALS.TEST_POST_NMS_TOPK", str(k),
+                "MODEL.RPN.NMS_THRESH", "1.0", "MODEL.RPN.PRE_NMS_TOPK_TEST", str(10 * k),
+                "MODEL.RPN.POST_NMS_TOPK_TEST", str(k),
                 "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", str(k)]  # fmt: skip
         if detectron2:
             opts += DETECTRON2_RESNEXT
@@ -91,7 +91,6 @@ def _detection(args, rows, peak, tmp: Path):
         predictors[name] = predictor
     rpn_cfg, frcn_cfg = stage_cfgs(args, False)
     rpn = build_trained_model(rpn_cfg)
-    use_proposal_file_topk(rpn, rpn_cfg)
     proposals_are_anchors(rpn)
     graph = TwoStageGraph(rpn, build_trained_model(frcn_cfg), input_format="RGB", min_size=height,
                           max_size=1333, proposal_topk=args.test_proposals).to(args.device)  # fmt: skip

@@ -32,7 +32,7 @@ def load_tool_cfg(args, defaults):
 def setup_run(cfg, args) -> None:
     """detectron2's ``default_setup`` (output dir, config dump, seed), deterministic mode, logging."""
     default_setup(cfg, args)
-    apply_deterministic_mode(cfg)
+    apply_deterministic_mode(cfg.get("DETERMINISTIC", False))
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="pretrain")
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "add_two_stage_config",
     "channels_last_for",
     "check_model_config",
+    "check_moved_proposal_keys",
     "check_resnets_keys_unused",
     "resnext_template_from_cfg",
     "uses_channels_last",
@@ -109,13 +110,14 @@ def add_two_stage_config(cfg: CN) -> CN:
     """Add the keys of the paper's two-stage schedule (appendix B) and of the detection tools to a
     detectron2 config: ``PROPOSALS.*``, ``TEST.*`` and ``add_run_config``'s keys."""
     _C = cfg
-    # Proposal files written by tools/train_rpn.py (per image, after NMS at MODEL.RPN.NMS_THRESH):
-    # DATASETS.TRAIN sets get TRAIN_*, DATASETS.TEST sets TEST_* (Detectron's C4 baselines).
+    # Removed: the proposal files written by tools/train_rpn.py keep the RPN's own top-k
+    # (MODEL.RPN.PRE/POST_NMS_TOPK_TRAIN for DATASETS.TRAIN, *_TEST for DATASETS.TEST). Read only
+    # so that an earlier run's config.yaml still loads; a value other than MODEL.RPN's is refused.
     _C.PROPOSALS = CN()
-    _C.PROPOSALS.TRAIN_PRE_NMS_TOPK = 12000
-    _C.PROPOSALS.TRAIN_POST_NMS_TOPK = 2000
-    _C.PROPOSALS.TEST_PRE_NMS_TOPK = 6000
-    _C.PROPOSALS.TEST_POST_NMS_TOPK = 1000
+    _C.PROPOSALS.TRAIN_PRE_NMS_TOPK = None
+    _C.PROPOSALS.TRAIN_POST_NMS_TOPK = None
+    _C.PROPOSALS.TEST_PRE_NMS_TOPK = None
+    _C.PROPOSALS.TEST_POST_NMS_TOPK = None
     # Stage 2 reads proposals from the memory-mapped stores STORE_DIR/proposals_<dataset>/
     # (resnext_det.proposals.store) in the data mapper, so RAM does not grow with the dataset
     # or the worker count. Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles, loaded whole.
@@ -150,6 +152,27 @@ _RESNETS_INSTEAD = {
     "RES2_OUT_CHANNELS": "MODEL.RESNEXT.RES2_OUT_CHANNELS",
     "STRIDE_IN_1X1": "nothing: the stride is always in the 3x3 (fb.resnet.torch, as the paper)",
 }
+
+
+#: The keys that once set the proposal files' top-k apart from the RPN's, and the RPN's key now.
+MOVED_PROPOSAL_KEYS = {
+    "TRAIN_PRE_NMS_TOPK": "PRE_NMS_TOPK_TRAIN",
+    "TRAIN_POST_NMS_TOPK": "POST_NMS_TOPK_TRAIN",
+    "TEST_PRE_NMS_TOPK": "PRE_NMS_TOPK_TEST",
+    "TEST_POST_NMS_TOPK": "POST_NMS_TOPK_TEST",
+}
+
+
+def check_moved_proposal_keys(cfg: CN) -> None:
+    """An earlier run's ``PROPOSALS.*_NMS_TOPK`` loads where it equals ``MODEL.RPN``'s key (as in
+    every shipped config); another value is refused, naming the key to set instead."""
+    for old, new in MOVED_PROPOSAL_KEYS.items():
+        value = cfg.PROPOSALS.get(old)
+        if value is not None and value != cfg.MODEL.RPN[new]:
+            raise ConfigError(
+                f"PROPOSALS.{old} is {value} but MODEL.RPN.{new} is {cfg.MODEL.RPN[new]}: stage 1's "
+                f"proposal files now keep the RPN's own top-k; set MODEL.RPN.{new} {value} instead"
+            )
 
 
 def check_resnets_keys_unused(cfg: CN) -> None:

@@ -10,8 +10,6 @@ traceback. docs/troubleshooting.md's table lists them all.
 
 from __future__ import annotations
 
-import re
-
 __all__ = [
     "AnnotationFileError",
     "ConfigError",
@@ -28,6 +26,8 @@ __all__ = [
     "TrainingDivergedError",
     "WeightsMismatchError",
     "diverged",
+    "error_from_report",
+    "error_report",
     "user_error_message",
 ]
 
@@ -93,31 +93,54 @@ class ExportError(ResNeXtDetError, RuntimeError):
     folder is unusable (missing or changed files, another format or device)."""
 
 
-def _user_error_names() -> set[str]:
-    """Each user error as a traceback's last line names it: ``module.QualifiedName``, the module
-    being where the class is defined (``resnext_det.errors``, whatever module re-exports it)."""
-    names, todo = set(), [ResNeXtDetError]
+def _user_error_classes() -> dict[str, type[ResNeXtDetError]]:
+    """{qualified name: class} of every user error."""
+    classes, todo = {}, [ResNeXtDetError]
     while todo:
         cls = todo.pop()
-        names.add(f"{cls.__module__}.{cls.__qualname__}")
+        classes[cls.__qualname__] = cls
         todo.extend(cls.__subclasses__())
-    return names
+    return classes
+
+
+def error_report(error: ResNeXtDetError) -> dict:
+    """A user error as data, for a worker process to hand to its parent (``error_from_report``)."""
+    return {
+        "class": type(error).__qualname__,
+        "message": str(error),
+        "argument": getattr(error, "argument", None),
+    }
+
+
+def error_from_report(report: dict) -> ResNeXtDetError | None:
+    """The user error of an ``error_report``: its own class (made without calling its
+    ``__init__``, whose arguments differ per class), None for a class that is not one of ours."""
+    cls = _user_error_classes().get(report.get("class"))
+    if cls is None:
+        return None
+    error = cls.__new__(cls)
+    Exception.__init__(error, report.get("message", ""))
+    if report.get("argument") is not None:
+        error.argument = report["argument"]
+    return error
 
 
 def user_error_message(error: BaseException) -> str | None:
-    """The one-paragraph message of a user error, or None for anything else (a bug).
+    """The one-paragraph message of a user error (one of this project's classes), or None for
+    anything else (a bug).
 
-    An error raised in a worker process (``launch`` with several processes, or a DataLoader
-    worker) reaches the parent wrapped in a traceback text; its last line is
-    ``module.ErrorName: message``, from which the message is recovered. The name must be one of
-    ours with its module: another library's ``ConfigError`` is a bug to show, not a message.
+    A user error from a ``launch`` worker arrives as itself (the worker writes an
+    ``error_report``, the launcher raises it again). One from a DataLoader worker arrives as its
+    own class with the worker's traceback as the message (torch re-raises it so); the message is
+    then the traceback's last line without the class's name.
     """
+    if not isinstance(error, ResNeXtDetError):
+        return None
     lines = [line for line in str(error).strip().splitlines() if line.strip()]
-    if len(lines) > 1 or not isinstance(error, ResNeXtDetError):
-        match = re.match(r"^([\w.]+): (.*)$", lines[-1].strip()) if lines else None
-        if match and match[1] in _user_error_names():
-            return match[2]
-    return str(error) if isinstance(error, ResNeXtDetError) else None
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if len(lines) > 1 and lines[-1].startswith(prefix):
+        return lines[-1][len(prefix) :]
+    return str(error)
 
 
 def diverged(error: FloatingPointError, iteration: int, last_checkpoint: str) -> TrainingDivergedError:

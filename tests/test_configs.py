@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnext_det import add_resnext_config, get_config_file
-from resnext_det.config import add_two_stage_config
 from resnext_det.modeling import ResNeXtRes5ROIHeads, count_params, resnext
 from resnext_det.template import STAGE_BLOCKS
 
@@ -31,9 +30,9 @@ PAPER_MODELS = {
 
 
 def load(relative_path):
+    """The one documented call readies every shipped detection config (docs/configs.md)."""
     cfg = get_cfg()
     add_resnext_config(cfg)
-    add_two_stage_config(cfg)  # the rpn_* and fast_rcnn_* configs set PROPOSALS.*
     cfg.merge_from_file(get_config_file(relative_path))
     cfg.MODEL.DEVICE = "cpu"
     return cfg
@@ -168,7 +167,27 @@ def test_paper_two_stage_schedule(model_name):
             frcn.MODEL.RESNEXT.CARDINALITY,
         )
     assert (
-        rpn.PROPOSALS.TRAIN_POST_NMS_TOPK,
-        rpn.PROPOSALS.TEST_POST_NMS_TOPK,
+        rpn.MODEL.RPN.POST_NMS_TOPK_TRAIN,
+        rpn.MODEL.RPN.POST_NMS_TOPK_TEST,
         rpn.MODEL.RPN.NMS_THRESH,
     ) == (2000, 1000, 0.7)
+
+
+def test_an_earlier_runs_proposal_topk_keys_load_where_they_equal_the_rpns(tmp_path):
+    """PROPOSALS.*_NMS_TOPK once set the proposal files' top-k apart from MODEL.RPN's (the
+    shipped configs gave both the same numbers): an earlier run's config.yaml still loads, and a
+    value that differs from the RPN's, which the files no longer follow, is refused by name."""
+    from resnext_det.engine import setup_cfg
+    from resnext_det.errors import ConfigError
+
+    earlier = tmp_path / "config.yaml"  # as an earlier stage 1 wrote it: the RPN's numbers twice
+    earlier.write_text(
+        f"_BASE_: {get_config_file('demo/rpn_tiny_C4.yaml')}\n"
+        "PROPOSALS:\n  TRAIN_PRE_NMS_TOPK: 1000\n  TRAIN_POST_NMS_TOPK: 200\n"
+        "  TEST_PRE_NMS_TOPK: 500\n  TEST_POST_NMS_TOPK: 100\n"
+    )
+    cfg = setup_cfg(str(earlier))
+    assert (cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN, cfg.MODEL.RPN.POST_NMS_TOPK_TEST) == (200, 100)
+    expected = r"PROPOSALS\.TEST_POST_NMS_TOPK is 50 but MODEL\.RPN\.POST_NMS_TOPK_TEST is 100: "
+    with pytest.raises(ConfigError, match=expected + r".*set MODEL\.RPN\.POST_NMS_TOPK_TEST 50 instead"):
+        setup_cfg(str(earlier), ["PROPOSALS.TEST_POST_NMS_TOPK", "50"])

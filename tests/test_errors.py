@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from resnext_det.data.coco import AnnotationFileError
-from resnext_det.errors import ImageFileError, user_error_message
+from resnext_det.errors import (
+    AnnotationFileError,
+    ConfigError,
+    ImageFileError,
+    TemplateError,
+    error_from_report,
+    error_report,
+    user_error_message,
+)
 
 
 def test_a_user_error_is_its_message():
@@ -13,30 +20,33 @@ def test_a_user_error_is_its_message():
 def test_a_bug_is_not_a_user_error():
     assert user_error_message(KeyError("images")) is None
     assert user_error_message(RuntimeError("")) is None
+    # a traceback's text naming one of our classes is not one of our errors: classes, not names
+    assert user_error_message(RuntimeError("Traceback ...\nresnext_det.errors.ConfigError: bad key")) is None
 
 
-def test_the_message_is_recovered_from_a_worker_traceback():
-    # what torch.multiprocessing (launch) and DataLoader workers hand back: the traceback as text
-    text = (
-        "\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
-        '  File "x.py", line 3, in f\n    raise AnnotationFileError(...)\n'
-        "resnext_det.errors.AnnotationFileError: a.json: annotations[3] has a box of negative size\n"
-    )
-    assert user_error_message(RuntimeError(text)) == "a.json: annotations[3] has a box of negative size"
+def test_a_user_error_crosses_processes_as_data():
+    """What a ``launch`` worker writes and its parent raises again: the same class and message."""
+    for error in (AnnotationFileError("a.json: annotations[3] has a box of negative size"),
+                  TemplateError("depth", "depth must be one of [50, 101], got 7")):  # fmt: skip
+        again = error_from_report(error_report(error))
+        assert type(again) is type(error) and str(again) == str(error)
+        assert user_error_message(again) == str(error)
+    assert error_from_report(error_report(TemplateError("depth", "x"))).argument == "depth"
+    assert isinstance(
+        error_from_report(error_report(AnnotationFileError("x"))), ValueError
+    )  # still catchable
+    # another library's class of one of our names is not ours
+    assert error_from_report({"class": "Unknown", "message": "bad key"}) is None
+
+
+def test_a_data_loader_workers_error_is_its_last_line():
+    """torch re-raises a DataLoader worker's error as its own class with the traceback as the message."""
     wrapped = ImageFileError(
         "Caught ImageFileError in DataLoader worker process 0.\nOriginal Traceback:\n"
         "...\nresnext_det.errors.ImageFileError: cannot read image b.png (truncated)"
     )
     assert user_error_message(wrapped) == "cannot read image b.png (truncated)"
-    assert user_error_message(RuntimeError("Traceback ...\nValueError: something else")) is None
-    assert issubclass(AnnotationFileError, ValueError)  # still catchable as before
-
-
-def test_another_librarys_error_of_the_same_name_is_a_bug():
-    """Only our classes, named with the module that defines them, are user errors: a third-party
-    ``ConfigError`` from a worker keeps its traceback."""
-    for last_line in ("otherlib.config.ConfigError: bad key", "ConfigError: bad key",
-                      "resnext_det.data.coco.AnnotationFileError: a.json"):  # fmt: skip
-        assert user_error_message(RuntimeError(f"Traceback ...\n{last_line}")) is None, last_line
-    ours = RuntimeError("Traceback ...\nresnext_det.errors.ConfigError: bad key")
-    assert user_error_message(ours) == "bad key"
+    other_last_line = ConfigError(
+        "Caught ConfigError in DataLoader worker process 0.\n...\notherlib.ConfigError: x"
+    )
+    assert user_error_message(other_last_line) == str(other_last_line)  # ours, but the text is not parsed

@@ -69,16 +69,12 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
     expected = topk if cfg.MODEL.LOAD_PROPOSALS else (None, None)
     assert (train.mapper.precomputed_proposal_topk, test.mapper.precomputed_proposal_topk) == expected
     assert test.mapper.augmentations[0].max_size == cfg.INPUT.MAX_SIZE_TEST
-    # the RPN's top-k, which are also what stage 1's proposal files keep (PROPOSALS.* in YAML)
+    # the RPN's top-k, which are also what stage 1's proposal files keep (in YAML and LazyConfig)
     rpn = lazy.model.get("proposal_generator")
     if rpn is not None:
         r = cfg.MODEL.RPN
         assert tuple(rpn.pre_nms_topk) == (r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST)
         assert tuple(rpn.post_nms_topk) == (r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST)
-        if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
-            p = cfg.PROPOSALS
-            assert tuple(rpn.pre_nms_topk) == (p.TRAIN_PRE_NMS_TOPK, p.TEST_PRE_NMS_TOPK)
-            assert tuple(rpn.post_nms_topk) == (p.TRAIN_POST_NMS_TOPK, p.TEST_POST_NMS_TOPK)
     predictor = lazy.model.get("roi_heads", {}).get("box_predictor")
     if predictor is not None:  # what the detector keeps at test time (unset: the class's default)
         defaults = inspect.signature(FastRCNNOutputLayers.__init__).parameters

@@ -32,11 +32,12 @@ from pathlib import Path
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det import add_resnext_config, add_two_stage_config
 from resnext_det.analysis import analyze_detections
+from resnext_det.analysis.pictures import category_ids, dataset_metadata
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_dataset_files
 from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_datasets, register_demo_datasets
-from resnext_det.deploy import evaluate_predictor, load, read_meta
-from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
+from resnext_det.deploy import evaluate_predictor, load, open_source, predict_to_folder, read_meta
+from resnext_det.engine import TwoStagePredictor, attach_proposal_files, setup_cfg, train_stage
 from resnext_det.engine.cli import (
     add_dataset_argument,
     check_device,
@@ -46,7 +47,6 @@ from resnext_det.engine.cli import (
     run_tool,
 )
 from resnext_det.engine.defaults import merge_config
-from resnext_det.engine.drawing import draw_detections, image_files, two_stage_predictor
 from resnext_det.engine.lazy_config import is_lazy_config, loader_dataset_names
 from resnext_det.engine.lazy_train import setup_lazy_run, train_lazy
 from resnext_det.engine.stages import results_by_dataset
@@ -62,7 +62,11 @@ def parse_args(argv=None):
     parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
     parser.add_argument("--proposals", default="", help="stage 1's output directory (with --config-file)")
     parser.add_argument("--exported", default="", help="evaluate this exported model's folder instead")
-    parser.add_argument("--images", default="", help="draw detections on the images of this folder")
+    parser.add_argument(
+        "--images",
+        default="",
+        help="draw detections on this folder of images (or an image, or a video), as predict.py does",
+    )
     parser.add_argument("--output", default="", help="folder for the drawn images (with --images)")
     parser.add_argument(
         "--analysis",
@@ -192,13 +196,22 @@ def evaluate(args) -> dict:
 
 
 def draw(args) -> list[Path]:
+    """The pair's detections on ``--images`` (a folder, an image or a video), drawn, and in
+    COCO's results format in ``detections.json``, as ``tools/predict.py`` writes them."""
     frcn_cfg = setup_cfg(args.config_file, args.opts)
-    predictor = two_stage_predictor(args.proposals, frcn_cfg)
-    dataset = frcn_cfg.DATASETS.TEST[0] if frcn_cfg.DATASETS.TEST else None
+    predictor = TwoStagePredictor.from_stage1_dir(args.proposals, frcn_cfg)
+    metadata = dataset_metadata(frcn_cfg.DATASETS.TEST[0] if frcn_cfg.DATASETS.TEST else None)
     output = Path(args.output or "vis")
-    written = draw_detections(predictor, image_files(args.images), output, dataset, args.score_threshold)
-    print(f"drew {len(written)} images into {output}")
-    return written
+    summary = predict_to_folder(
+        predictor,
+        open_source(args.images, flag="--images"),
+        output,
+        metadata=metadata,
+        category_ids=category_ids(metadata),
+        score_threshold=args.score_threshold,
+    )
+    print(f"drew {summary['frames']} images into {output}")
+    return summary["written"]
 
 
 def main(args):

@@ -6,8 +6,8 @@
 
 After training (or with --eval-only, for MODEL.WEIGHTS) it reports proposal recall (AR@100,
 AR@1000) on DATASETS.TEST and writes OUTPUT_DIR/proposals_<dataset>.pkl for every dataset in
-DATASETS.TRAIN (top PROPOSALS.TRAIN_POST_NMS_TOPK per image) and DATASETS.TEST (top
-PROPOSALS.TEST_POST_NMS_TOPK), for tools/train_fast_rcnn.py --proposals OUTPUT_DIR.
+DATASETS.TRAIN (the RPN's top MODEL.RPN.POST_NMS_TOPK_TRAIN per image) and DATASETS.TEST (top
+MODEL.RPN.POST_NMS_TOPK_TEST), for tools/train_fast_rcnn.py --proposals OUTPUT_DIR.
 
 A LazyConfig file works the same way, with detectron2's key=value overrides (its RPN's own
 post_nms_topk / pre_nms_topk decide what the proposal files keep):

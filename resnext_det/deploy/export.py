@@ -22,7 +22,7 @@ import torch
 from ..analysis.pictures import category_ids, dataset_metadata
 from ..atomic_files import atomic_write_json
 from ..config import resnext_template_from_cfg
-from ..engine.two_stage import StagePair, build_trained_model, load_stage_pair, use_proposal_file_topk
+from ..engine.two_stage import StagePair, build_trained_model, load_stage_pair
 from ..errors import ExportError, OutputDirError
 from .graph import TwoStageGraph
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, OUTPUT_NAMES, file_sha256, load
@@ -68,7 +68,6 @@ def build_graph(pair: StagePair) -> TwoStageGraph:
     """Both trained models (strictly loaded) as one ``TwoStageGraph``, FrozenBN folded."""
     rpn = build_trained_model(pair.rpn_cfg, f"--rpn {pair.rpn_dir}")
     fast_rcnn = build_trained_model(pair.fast_rcnn_cfg, f"--fast-rcnn {pair.fast_rcnn_dir}")
-    use_proposal_file_topk(rpn, pair.rpn_cfg)
     test = pair.fast_rcnn_cfg.INPUT
     return TwoStageGraph(
         rpn,

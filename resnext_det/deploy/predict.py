@@ -29,18 +29,18 @@ __all__ = ["VIDEO_SUFFIXES", "PredictionSource", "open_source", "predict_to_fold
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, flag: str) -> np.ndarray:
     """detectron2's ``read_image`` (BGR, EXIF orientation applied, as every other path of the
     project reads images), with an unreadable file named."""
     try:
         return read_image(str(path), format="BGR")
     except (UnidentifiedImageError, OSError) as e:
-        raise ImageFileError(f"--input {path} is not a readable image ({e})") from None
+        raise ImageFileError(f"{flag} {path} is not a readable image ({e})") from None
 
 
 @dataclass
 class PredictionSource:
-    """What ``--input`` names: ``kind`` is "images" or "video"; ``frames()`` yields
+    """What ``--input`` (``flag``) names: ``kind`` is "images" or "video"; ``frames()`` yields
     ``(name, image_bgr)``."""
 
     path: Path
@@ -48,11 +48,12 @@ class PredictionSource:
     images: list[Path]
     count: int
     fps: float = 0.0
+    flag: str = "--input"
 
     def frames(self) -> Iterator[tuple[str, np.ndarray]]:
         if self.kind == "images":
             for path in self.images:
-                yield path.name, _read_image(path)
+                yield path.name, _read_image(path, self.flag)
             return
         import cv2
 
@@ -69,18 +70,19 @@ class PredictionSource:
             capture.release()
 
 
-def open_source(path: str | Path) -> PredictionSource:
-    """An image file, a folder of images, or a video file; anything else is a clear error."""
+def open_source(path: str | Path, flag: str = "--input") -> PredictionSource:
+    """An image file, a folder of images, or a video file; anything else is a clear error naming
+    the command line's ``flag``."""
     path = Path(path)
     if not path.exists():
-        raise MissingFileError(f"--input {path} does not exist")
+        raise MissingFileError(f"{flag} {path} does not exist")
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise ImageFileError(f"--input {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return PredictionSource(path, "images", images, len(images))
+            raise ImageFileError(f"{flag} {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return PredictionSource(path, "images", images, len(images), flag=flag)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return PredictionSource(path, "images", [path], 1)
+        return PredictionSource(path, "images", [path], 1, flag=flag)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         import cv2
 
@@ -90,11 +92,11 @@ def open_source(path: str | Path) -> PredictionSource:
         capture.release()
         if not ok:
             raise ImageFileError(
-                f"--input {path}: OpenCV cannot read a frame of this video (not a video, or a codec it lacks)"
+                f"{flag} {path}: OpenCV cannot read a frame of this video (not a video, or a codec it lacks)"
             )
-        return PredictionSource(path, "video", [], max(count, 1), fps or 25.0)
+        return PredictionSource(path, "video", [], max(count, 1), fps or 25.0, flag)
     raise ImageFileError(
-        f"--input {path} is neither an image ({', '.join(IMAGE_SUFFIXES)}), a video "
+        f"{flag} {path} is neither an image ({', '.join(IMAGE_SUFFIXES)}), a video "
         f"({', '.join(VIDEO_SUFFIXES)}) nor a folder of images"
     )
 

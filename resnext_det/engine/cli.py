@@ -162,9 +162,7 @@ def preflight(args, proposals_dir: str | None = None, test_only: bool = False, s
         fix = f"add {_override(run, run.device.key, 'cpu')} to the command line"
         check_device(run.device.value, run.device.key, fix=fix)
         if training and run.amp.value and not str(run.device.value).startswith("cuda"):
-            raise ConfigError(
-                f"{run.amp.key} needs a GPU (CUDA); add {_override(run, run.amp.key, 'false')}"
-            )
+            raise ConfigError(f"{run.amp.key} needs a GPU (CUDA); add {_override(run, run.amp.key, 'false')}")
     check_weights_file(run.weights.value, run.weights.key)
     run.check_model(stage1)
     check_datasets(names)

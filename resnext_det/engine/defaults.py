@@ -16,7 +16,7 @@ from detectron2.utils.logger import setup_logger
 from fvcore.nn.precise_bn import get_bn_modules
 
 from .. import compat
-from ..config import add_resnext_config, add_two_stage_config, uses_channels_last
+from ..config import add_resnext_config, add_two_stage_config, check_moved_proposal_keys, uses_channels_last
 from ..data.checked_mapper import build_checked_test_loader
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import build_resumable_train_loader
@@ -50,7 +50,7 @@ def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=
     cfg.freeze()
     if args is not None:
         default_setup(cfg, args)
-        apply_deterministic_mode(cfg)
+        apply_deterministic_mode(cfg.get("DETERMINISTIC", False))
         logger = setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="resnext_det")
         if compat.APPLIED:
             logger.info("detectron2 compatibility fixes applied: %s", "; ".join(compat.APPLIED))
@@ -79,6 +79,8 @@ def merge_config(cfg: CfgNode, config_file: str, opts: list[str] | None = None) 
         cfg.merge_from_list(opts)
     except (KeyError, ValueError, AssertionError, TypeError) as e:
         raise ConfigError(f"command-line override: {_yacs_message(e)}") from None
+    if "PROPOSALS" in cfg:
+        check_moved_proposal_keys(cfg)
     return cfg
 
 
@@ -89,9 +91,10 @@ def _yacs_message(error: Exception) -> str:
     return text
 
 
-def apply_deterministic_mode(cfg: CfgNode) -> None:
-    """``cfg.DETERMINISTIC``: deterministic kernels (warn where none exists) and no cuDNN autotuning."""
-    if not cfg.get("DETERMINISTIC", False):
+def apply_deterministic_mode(enabled: bool) -> None:
+    """``DETERMINISTIC`` (``train.deterministic``): deterministic kernels (warn where none exists)
+    and no cuDNN autotuning."""
+    if not enabled:
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
     torch.use_deterministic_algorithms(True, warn_only=True)

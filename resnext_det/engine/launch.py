@@ -8,11 +8,14 @@ with gloo. One machine and many machines are the same code path, as in detectron
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import sys
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -20,7 +23,8 @@ import torch.multiprocessing as mp
 from detectron2.engine import launch as detectron2_launch
 from detectron2.utils import comm
 
-from ..errors import ConfigError, MissingFileError
+from ..atomic_files import atomic_write_text
+from ..errors import ConfigError, MissingFileError, ResNeXtDetError, error_from_report, error_report
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -108,13 +112,33 @@ def launch(
             f"--num-machines; got {num_gpus_per_machine}, {num_machines}, {machine_rank}"
         )
     check_num_gpus(num_gpus_per_machine)
+    world_size = num_machines * num_gpus_per_machine
+    if world_size == 1:
+        return main_func(*args)
+    with tempfile.TemporaryDirectory(prefix="resnext_det_errors_") as reports:
+        try:
+            return _launch_processes(
+                _ReportUserErrors(main_func, reports),
+                num_gpus_per_machine,
+                num_machines,
+                machine_rank,
+                dist_url,
+                args,
+                timeout,
+            )
+        except Exception:
+            reported = _reported_error(reports)
+            if reported is None:
+                raise
+            raise reported from None
+
+
+def _launch_processes(main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout):
     if torch.cuda.is_available():
         return detectron2_launch(
             main_func, num_gpus_per_machine, num_machines, machine_rank, dist_url, args, timeout
         )
     world_size = num_machines * num_gpus_per_machine
-    if world_size == 1:
-        return main_func(*args)
     if dist_url in (None, "auto"):
         if num_machines > 1:
             raise ValueError("--dist-url must be given (tcp://HOST:PORT) for multi-machine jobs")
@@ -126,6 +150,32 @@ def launch(
         daemon=False,
         start_method="spawn",
     )
+
+
+class _ReportUserErrors:
+    """``main_func`` in a worker process, writing a user error as data (``errors.error_report``)
+    into ``reports`` before it propagates: torch's launcher hands the parent only its traceback
+    as text, and a class is not found reliably in text."""
+
+    def __init__(self, main_func, reports: str):
+        self.main_func, self.reports = main_func, reports
+
+    def __call__(self, *args):
+        try:
+            return self.main_func(*args)
+        except ResNeXtDetError as e:
+            path = Path(self.reports, f"rank{comm.get_rank():05d}.json")
+            atomic_write_text(path, json.dumps(error_report(e)))
+            raise
+
+
+def _reported_error(reports: str) -> ResNeXtDetError | None:
+    """The user error of the lowest rank that reported one, if any did."""
+    for path in sorted(Path(reports).glob("rank*.json")):
+        error = error_from_report(json.loads(path.read_text()))
+        if error is not None:
+            return error
+    return None
 
 
 def _cpu_worker(

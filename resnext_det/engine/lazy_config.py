@@ -49,6 +49,9 @@ YAML_TO_LAZY_KEYS = {
     "DATASETS.TEST": "dataloader.test.dataset.names",
     "DATALOADER.NUM_WORKERS": "dataloader.train.num_workers",
     "SEED": "dataloader.train.seed",
+    "TEST.VAL_LOSS_PERIOD": "train.val_loss_period",
+    "TEST.BEST_METRIC": "train.best_metric",
+    "DETERMINISTIC": "train.deterministic",
 }
 
 #: What every tool reads from a LazyConfig file; training also needs the optimizer and schedule.
@@ -84,6 +87,9 @@ _VALUE_TYPES = {
     "train.log_period": (int, "a positive integer"),
     "train.amp.enabled": (bool, "true or false"),
     "train.seed": (int, "an integer (negative: drawn)"),
+    "train.val_loss_period": (int, "an integer (0: no validation loss)"),
+    "train.best_metric": (str, 'a metric key such as "bbox/AP", or "" for the default'),
+    "train.deterministic": (bool, "true or false"),
     "dataloader.train.total_batch_size": (int, "a positive integer"),
 }
 _POSITIVE = {"train.max_iter", "train.checkpointer.period", "train.log_period"}

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.modeling.meta_arch import ProposalNetwork
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
@@ -33,6 +34,7 @@ from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
 from ..proposals.handoff import write_stage1_proposals
+from .defaults import apply_deterministic_mode
 from .lazy_config import (
     attach_lazy_proposals,
     load_lazy_config,
@@ -40,6 +42,7 @@ from .lazy_config import (
     with_test_dataset,
 )
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
+from .validation import metric_and_mode, run_validation_hooks
 
 __all__ = [
     "dump_lazy_proposals",
@@ -128,6 +131,7 @@ def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = Fal
     seed = cfg.train.get("seed", -1)
     seed_all_rng(None if seed is None or seed < 0 else seed + rank)
     torch.backends.cudnn.benchmark = bool(cfg.train.get("cudnn_benchmark", False))
+    apply_deterministic_mode(bool(cfg.train.get("deterministic", False)))
     return cfg
 
 
@@ -156,13 +160,46 @@ def trainer_from_lazy(cfg, path: str = "the config") -> ResNeXtTrainer | ResNeXt
         weights=cfg.train.init_checkpoint,
         checkpointing=dict(cfg.train.checkpointer),
         eval_period=cfg.train.eval_period,
-        evaluate=lambda: evaluate_lazy(cfg, model),
+        evaluate=lambda: _as_detectron2_reports(evaluate_lazy(cfg, model)),
         seed=max(cfg.train.get("seed", -1) or 0, 0),
         amp=cfg.train.amp.enabled,
         ddp=dict(cfg.train.ddp),
         log_period=cfg.train.log_period,
+        hooks_after_eval=lambda checkpointer: run_validation_hooks(
+            model,
+            checkpointer,
+            test_sets=loader_dataset_names(cfg, "test"),
+            validation_loader=lambda name: build_lazy_validation_loader(cfg, name),
+            val_loss_period=cfg.train.get("val_loss_period", 0),
+            best=metric_and_mode(cfg.train.get("best_metric", ""), isinstance(model, ProposalNetwork)),
+            eval_period=cfg.train.eval_period,
+        ),
     )
     return assemble_trainer(parts)
+
+
+def _as_detectron2_reports(results: dict) -> dict:
+    """One test set's results un-nested, as ``DefaultTrainer.test`` returns them: the metrics are
+    then ``bbox/AP`` in ``metrics.json`` for a YAML and a LazyConfig run alike (what
+    ``tools/plot_metrics.py`` and ``train.best_metric`` name)."""
+    return next(iter(results.values())) if len(results) == 1 else results
+
+
+def build_lazy_validation_loader(cfg, name: str):
+    """``train.val_loss_period``'s images: ``dataloader.test`` for ``name`` (its test size, its
+    proposals) with its ``DatasetMapper`` keeping the annotations (``is_train``, no flip: the
+    test augmentations stay)."""
+    one = with_test_dataset(cfg, name)
+    node = one.dataloader.test.mapper
+    while "is_train" not in node and "mapper" in node:  # inside the checking / proposal mappers
+        node = node.mapper
+    if "is_train" not in node:
+        raise ConfigError(
+            "train.val_loss_period needs dataloader.test.mapper to be detectron2's DatasetMapper "
+            "(its is_train keeps the annotations the losses need)"
+        )
+    node.is_train = True
+    return instantiate(one.dataloader.test)
 
 
 def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "the config"):
@@ -176,7 +213,11 @@ def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "
         return model, evaluate_lazy(cfg, model)
     trainer = trainer_from_lazy(cfg, path)
     trainer.resume_or_load(resume=resume)
-    return trainer.checkpointer.model, dict(trainer.train())
+    results = trainer.train()
+    names = loader_dataset_names(cfg, "test")
+    if len(names) == 1 and results and names[0] not in results:  # un-nested for the writers
+        results = {names[0]: results}
+    return trainer.checkpointer.model, dict(results)
 
 
 def evaluate_lazy(cfg, model) -> dict:

@@ -191,9 +191,7 @@ def assemble_trainer(parts: RunParts) -> ResNeXtTrainer | ResNeXtAMPTrainer:
             hooks.IterationTimer(),
             hooks.LRScheduler(parts.optimizer, parts.lr_scheduler),
             parts.precise_bn() if parts.precise_bn is not None else None,
-            hooks.PeriodicCheckpointer(trainer.checkpointer, **parts.checkpointing)
-            if main
-            else None,
+            hooks.PeriodicCheckpointer(trainer.checkpointer, **parts.checkpointing) if main else None,
             hooks.EvalHook(parts.eval_period, evaluate_and_keep),
             *(parts.hooks_after_eval(trainer.checkpointer) if parts.hooks_after_eval else []),
             hooks.PeriodicWriter(default_writers(parts.output_dir, parts.max_iter), period=parts.log_period)

@@ -2,8 +2,8 @@
 
 A Fast R-CNN trained on precomputed proposals (``PrecomputedProposals``) cannot run on an image
 alone. ``TwoStagePredictor`` resizes the image once, asks the RPN for proposals on that resized
-image the way stage 1 wrote the test proposal files (``PROPOSALS.TEST_PRE_NMS_TOPK`` /
-``TEST_POST_NMS_TOPK`` of its config), keeps the top ``DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST``
+image the way stage 1 wrote the test proposal files (its own ``MODEL.RPN.PRE_NMS_TOPK_TEST`` /
+``POST_NMS_TOPK_TEST``), keeps the top ``DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST``
 as stage 2 read them, and hands both to the Fast R-CNN, whose detections come back in the
 original image's pixels.
 
@@ -41,7 +41,6 @@ __all__ = [
     "check_stage_pair",
     "load_stage_pair",
     "stage_files",
-    "use_proposal_file_topk",
 ]
 
 #: The ``INPUT`` keys both stages must agree on: they see the same resized image.
@@ -138,13 +137,6 @@ def load_stage_pair(
     return StagePair(cfgs[0], cfgs[1], Path(rpn_dir), Path(fast_rcnn_dir))
 
 
-def use_proposal_file_topk(rpn, rpn_cfg) -> None:
-    """Make the RPN's test-time top-k those stage 1 wrote the test proposal files with."""
-    generator = rpn.proposal_generator
-    generator.pre_nms_topk[False] = rpn_cfg.PROPOSALS.TEST_PRE_NMS_TOPK
-    generator.post_nms_topk[False] = rpn_cfg.PROPOSALS.TEST_POST_NMS_TOPK
-
-
 class TwoStagePredictor:
     """``predictor(image)`` -> detectron2 ``Instances``, like ``DefaultPredictor``.
 
@@ -157,7 +149,6 @@ class TwoStagePredictor:
         check_stage_pair(rpn_cfg, fast_rcnn_cfg)
         self.rpn = build_trained_model(rpn_cfg, "the RPN's config")
         self.fast_rcnn = build_trained_model(fast_rcnn_cfg, "the Fast R-CNN's config")
-        use_proposal_file_topk(self.rpn, rpn_cfg)
         for model, cfg in ((self.rpn, rpn_cfg), (self.fast_rcnn, fast_rcnn_cfg)):
             if cfg.TEST.FOLD_FROZEN_BN:
                 fold_frozen_batchnorm(model)
@@ -175,6 +166,16 @@ class TwoStagePredictor:
         """The trained pair of two stage output folders (``load_stage_pair``)."""
         pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device)
         return cls(pair.rpn_cfg, pair.fast_rcnn_cfg)
+
+    @classmethod
+    def from_stage1_dir(cls, rpn_dir, fast_rcnn_cfg) -> TwoStagePredictor:
+        """The RPN of stage 1's output folder (``--proposals``) and the Fast R-CNN of
+        ``fast_rcnn_cfg``, on its device: a Fast R-CNN of the paper's schedule on plain images,
+        without any proposal file (``tools/eval_coco.py --images``)."""
+        config, weights = stage_files(rpn_dir, "--proposals")
+        device = fast_rcnn_cfg.MODEL.DEVICE
+        rpn_cfg = setup_cfg(str(config), ["MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", device])
+        return cls(rpn_cfg, fast_rcnn_cfg)
 
     @torch.no_grad()
     def __call__(self, image_bgr: np.ndarray):

@@ -40,7 +40,15 @@ from ..checkpoint.safe_checkpointer import read_checkpoint_file
 from ..data.checked_mapper import ImageCheckingMapper
 from ..proposals.mapper import ProposalLookupMapper
 
-__all__ = ["BestCheckpoint", "ValidationLoss", "best_metric", "build_validation_loader", "validation_hooks"]
+__all__ = [
+    "BestCheckpoint",
+    "ValidationLoss",
+    "best_metric",
+    "build_validation_loader",
+    "metric_and_mode",
+    "run_validation_hooks",
+    "validation_hooks",
+]
 
 logger = logging.getLogger("resnext_det")
 
@@ -108,11 +116,15 @@ class ValidationLoss(HookBase):
 
 
 def best_metric(cfg) -> tuple[str, str]:
-    """(metric key, "max" or "min") of ``TEST.BEST_METRIC``: by default ``bbox/AP`` for a detector
-    with a box head, ``box_proposals/AR@100`` for an RPN alone; a loss is minimised."""
-    name = cfg.TEST.BEST_METRIC
+    """(metric key, "max" or "min") of ``TEST.BEST_METRIC`` (``metric_and_mode``)."""
+    return metric_and_mode(cfg.TEST.BEST_METRIC, cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork")
+
+
+def metric_and_mode(name: str, proposal_network: bool) -> tuple[str, str]:
+    """(metric key, "max" or "min"): by default ``bbox/AP`` for a detector with a box head,
+    ``box_proposals/AR@100`` for an RPN alone; a loss is minimised."""
     if not name:
-        name = "box_proposals/AR@100" if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork" else "bbox/AP"
+        name = "box_proposals/AR@100" if proposal_network else "bbox/AP"
     mode = "min" if "loss" in name.split("/")[-1] else "max"
     return name, mode
 
@@ -156,14 +168,30 @@ class BestCheckpoint(BestCheckpointer):
 
 
 def validation_hooks(cfg, model, checkpointer) -> list[HookBase]:
-    """The hooks of ``TEST.VAL_LOSS_PERIOD`` and ``TEST.BEST_METRIC`` for the trainer: the loss
-    first, then the best checkpoint (which may be chosen by it)."""
+    """The hooks of ``TEST.VAL_LOSS_PERIOD`` and ``TEST.BEST_METRIC`` for a YAML config's run."""
+    return run_validation_hooks(
+        model,
+        checkpointer,
+        test_sets=list(cfg.DATASETS.TEST),
+        validation_loader=lambda name: build_validation_loader(cfg, name),
+        val_loss_period=cfg.TEST.VAL_LOSS_PERIOD,
+        best=best_metric(cfg),
+        eval_period=cfg.TEST.EVAL_PERIOD,
+    )
+
+
+def run_validation_hooks(
+    model, checkpointer, *, test_sets, validation_loader, val_loss_period: int, best, eval_period: int
+) -> list[HookBase]:
+    """The validation loss every ``val_loss_period`` iterations (0: none) on each of
+    ``test_sets`` (``validation_loader(name)``), then the best checkpoint by ``best`` (metric,
+    mode), which may be chosen by that loss; the same for a YAML and a LazyConfig run."""
     hooks: list[HookBase] = []
-    if cfg.TEST.VAL_LOSS_PERIOD > 0 and cfg.DATASETS.TEST:
-        loaders = {name: build_validation_loader(cfg, name) for name in cfg.DATASETS.TEST}
-        hooks.append(ValidationLoss(cfg.TEST.VAL_LOSS_PERIOD, model, loaders))
-    metric, mode = best_metric(cfg)
-    period = cfg.TEST.VAL_LOSS_PERIOD if metric.startswith("validation/") else cfg.TEST.EVAL_PERIOD
-    if cfg.DATASETS.TEST:
+    if val_loss_period > 0 and test_sets:
+        loaders = {name: validation_loader(name) for name in test_sets}
+        hooks.append(ValidationLoss(val_loss_period, model, loaders))
+    metric, mode = best
+    period = val_loss_period if metric.startswith("validation/") else eval_period
+    if test_sets:
         hooks.append(BestCheckpoint(period, checkpointer, metric, mode))
     return hooks

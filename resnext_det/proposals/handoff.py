@@ -41,9 +41,9 @@ def dump_proposals(cfg, model, output_dir: str | None = None) -> dict[str, Path]
     """Write every dataset's proposals in DATASETS.TRAIN and DATASETS.TEST twice: as detectron2's
     ``proposals_<dataset>.pkl`` (for any detectron2 code) and as the memory-mapped store
     ``proposals_<dataset>/`` that stage 2 prefers (bounded RAM, no pickle)."""
-    p = cfg.PROPOSALS
-    plan = [(name, p.TRAIN_POST_NMS_TOPK, p.TRAIN_PRE_NMS_TOPK) for name in cfg.DATASETS.TRAIN]
-    plan += [(name, p.TEST_POST_NMS_TOPK, p.TEST_PRE_NMS_TOPK) for name in cfg.DATASETS.TEST]
+    r = cfg.MODEL.RPN  # the RPN's own top-k, as it ran in training and in evaluation
+    plan = [(name, r.POST_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TRAIN) for name in cfg.DATASETS.TRAIN]
+    plan += [(name, r.POST_NMS_TOPK_TEST, r.PRE_NMS_TOPK_TEST) for name in cfg.DATASETS.TEST]
     return write_stage1_proposals(
         model, plan, lambda name: build_checked_test_loader(cfg, name), output_dir or cfg.OUTPUT_DIR
     )

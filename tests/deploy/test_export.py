@@ -138,7 +138,7 @@ def test_random_x50_pair_at_full_size_exports_and_runs_at_two_sizes(tmp_path, wr
     classes still fill DETECTIONS_PER_IMAGE."""
     rpn = write_stage(tmp_path / "rpn", "COCO-Detection/rpn_X50_32x4d_C4.yaml", [])
     frcn = write_stage(tmp_path / "frcn", "COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml", [])
-    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "PROPOSALS.TEST_POST_NMS_TOPK", "100",
+    opts = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.001", "MODEL.RPN.POST_NMS_TOPK_TEST", "100",
             "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", "100"]  # fmt: skip
     folder = export_stage_pair(rpn, frcn, tmp_path / "onnx", "onnx", opts=opts)
     meta = json.loads((folder / "meta.json").read_text())

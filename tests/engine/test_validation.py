@@ -1,14 +1,19 @@
 """TEST.VAL_LOSS_PERIOD logs the loss on DATASETS.TEST without changing the run; TEST.BEST_METRIC
-keeps model_best.pth, untagged, and its best value across --resume."""
+keeps model_best.pth, untagged, and its best value across --resume. A LazyConfig run has both
+(train.val_loss_period, train.best_metric), through the same engine."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from resnext_det import get_config_file
 from resnext_det.checkpoint.safe_checkpointer import SafeDetectionCheckpointer, read_checkpoint_file
+from resnext_det.data.demo_dataset import register_demo_datasets
 from resnext_det.engine import setup_cfg, trainer_from_yaml
+from resnext_det.engine.lazy_config import load_lazy_config
+from resnext_det.engine.lazy_train import trainer_from_lazy
 from resnext_det.engine.validation import BestCheckpoint, best_metric
 from resnext_det.seeding import seed_all
 
@@ -105,3 +110,32 @@ def test_resume_keeps_the_best_value(tmp_path):
     assert check(40.0, 19)["value"] == 50.0  # after a resume, a worse value does not replace it
     assert check(60.0, 29) == {"metric": "bbox/AP", "value": 60.0, "iteration": 29}
     assert not (tmp_path / "last_checkpoint").exists()  # never tagged
+
+
+LAZY_RPN = str(Path(__file__).resolve().parents[2] / "configs" / "lazy" / "demo" / "rpn_tiny_C4.py")
+
+
+def train_lazy_rpn(output_dir, validation_period: int):
+    """20 iterations of the demo's LazyConfig RPN, evaluated every 10."""
+    overrides = ["train.max_iter=20", "train.eval_period=10", f"train.val_loss_period={validation_period}",
+                 f"train.output_dir={output_dir}"]  # fmt: skip
+    cfg = load_lazy_config(LAZY_RPN, overrides)
+    register_demo_datasets()
+    seed_all(0)
+    trainer = trainer_from_lazy(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    return trainer
+
+
+def test_a_lazy_run_has_the_validation_loss_and_the_best_checkpoint(demo_root, tmp_path):
+    with_validation = train_lazy_rpn(tmp_path / "with", 10)
+    without = train_lazy_rpn(tmp_path / "without", 0)
+    history = with_validation.storage.history("validation/total_loss").values()
+    assert [iteration for _, iteration in history] == [9, 19]
+    for key in ("total_loss", "loss_rpn_cls"):  # the same training
+        assert with_validation.storage.history(key).values() == without.storage.history(key).values(), key
+    # one test set's metrics un-nested, as a YAML run's: the best checkpoint finds its default metric
+    value, iteration = max(with_validation.storage.history("box_proposals/AR@100").values())
+    best = read_checkpoint_file(tmp_path / "with" / "model_best.pth")["best"]
+    assert best == {"metric": "box_proposals/AR@100", "value": value, "iteration": iteration}

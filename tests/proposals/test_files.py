@@ -111,9 +111,9 @@ def test_dump_from_a_proposal_network_and_attach(demo_root, tmp_path):
         [
             "DATASETS.TRAIN",
             "('resnext_demo_val',)",
-            "PROPOSALS.TRAIN_POST_NMS_TOPK",
+            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
             "30",
-            "PROPOSALS.TEST_POST_NMS_TOPK",
+            "MODEL.RPN.POST_NMS_TOPK_TEST",
             "30",
             "OUTPUT_DIR",
             str(tmp_path),

@@ -193,4 +193,7 @@ train = dict(
     device="cuda",
     memory_format="auto",  # SOLVER.MEMORY_FORMAT of the YAML configs: channels_last on the CPU
     seed=-1,  # the global RNGs (model initialisation): SEED of the YAML configs; negative: drawn
+    val_loss_period=0,  # TEST.VAL_LOSS_PERIOD: the training losses on the test sets every N iterations
+    best_metric="",  # TEST.BEST_METRIC: model_best.pth by this metric ("": bbox/AP, an RPN's AR@100)
+    deterministic=False,  # DETERMINISTIC: deterministic kernels, no cuDNN autotuning
 )
