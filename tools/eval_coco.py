@@ -30,14 +30,13 @@ import sys
 from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det import add_resnext_config, add_two_stage_config
 from resnext_det.analysis import analyze_detections
 from resnext_det.analysis.pictures import category_ids, dataset_metadata
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_dataset_files
-from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_datasets, register_demo_datasets
+from resnext_det.data.demo_dataset import prepare_demo_datasets
 from resnext_det.deploy import evaluate_predictor, load, open_source, predict_to_folder, read_meta
-from resnext_det.engine import TwoStagePredictor, attach_proposal_files, setup_cfg, train_stage
+from resnext_det.engine import TwoStagePredictor, setup_cfg
 from resnext_det.engine.cli import (
     add_dataset_argument,
     check_device,
@@ -46,13 +45,9 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
-from resnext_det.engine.defaults import merge_config
-from resnext_det.engine.lazy_config import is_lazy_config, loader_dataset_names
-from resnext_det.engine.lazy_train import setup_lazy_run, train_lazy
-from resnext_det.engine.stages import results_by_dataset
+from resnext_det.engine.run_config import setup_run
 from resnext_det.errors import ConfigError
 
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
@@ -111,20 +106,19 @@ def check_model_arguments(args) -> None:
 def exported_cfg(args):
     """DATASETS.TEST recorded in the export's meta.json, then --config-file and overrides."""
     meta = read_meta(args.exported)
-    cfg = get_cfg()
-    add_resnext_config(cfg)
-    add_two_stage_config(cfg)
-    cfg.DATASETS.TEST = tuple(meta.get("datasets_test") or ())
-    cfg.MODEL.DEVICE = meta.get("device", "cpu")  # where it was exported (a .pt2 runs only there)
-    merge_config(cfg, args.config_file, args.opts)
-    if any(name in DEMO_SPLITS for name in cfg.DATASETS.TEST):
-        register_demo_datasets()
-    if not cfg.DATASETS.TEST:
-        raise ConfigError(
-            f"{args.exported}/meta.json records no DATASETS.TEST: name one (DATASETS.TEST \"('NAME',)\")"
-        )
-    cfg.DATASETS.TRAIN = ()
-    cfg.freeze()
+
+    def recorded(cfg):
+        cfg.DATASETS.TEST = tuple(meta.get("datasets_test") or ())
+        cfg.MODEL.DEVICE = meta.get("device", "cpu")  # where it was exported (a .pt2 runs only there)
+
+    def test_sets_only(cfg):
+        if not cfg.DATASETS.TEST:
+            raise ConfigError(
+                f"{args.exported}/meta.json records no DATASETS.TEST: name one (DATASETS.TEST \"('NAME',)\")"
+            )
+        cfg.DATASETS.TRAIN = ()
+
+    cfg = setup_cfg(args.config_file, args.opts, defaults=recorded, extra=test_sets_only)
     prepare_demo_datasets(cfg)
     check_dataset_files(cfg)
     return cfg, meta
@@ -174,24 +168,12 @@ def analyze(output_dir, dataset_names, score_threshold: float) -> None:
 
 
 def evaluate(args) -> dict:
-    if is_lazy_config(args.config_file):
-        cfg = setup_lazy_run(args, proposals_dir=args.proposals, test_only=True)
-        _, results = train_lazy(cfg, eval_only=True, path=args.config_file)
-        output_dir, names = cfg.train.output_dir, loader_dataset_names(cfg, "test")
-    else:
-        cfg = setup_cfg(
-            args.config_file,
-            args.opts,
-            args,
-            extra=lambda c: attach_proposal_files(c, args.proposals, test_only=True),
-        )
-        _, results = train_stage(cfg, eval_only=True)
-        results = results_by_dataset(cfg, results)
-        output_dir, names = cfg.OUTPUT_DIR, cfg.DATASETS.TEST
+    run = setup_run(args, proposals_dir=args.proposals, test_only=True)  # YAML or LazyConfig alike
+    _, results = run.train(eval_only=True)
     if comm.is_main_process():
-        report(output_dir, results)
+        report(run.output_dir, results)
         if args.analysis:
-            analyze(output_dir, names, args.score_threshold)
+            analyze(run.output_dir, run.test_sets, args.score_threshold)
     return results
 
 

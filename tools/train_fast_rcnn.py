@@ -18,10 +18,7 @@ A LazyConfig file works the same way, with detectron2's key=value overrides:
 
 from __future__ import annotations
 
-import functools
-
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.engine import attach_proposal_files, setup_cfg, train_stage
 from resnext_det.engine.cli import (
     add_dataset_argument,
     add_overwrite_argument,
@@ -29,8 +26,7 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
-from resnext_det.engine.lazy_config import is_lazy_config
-from resnext_det.engine.lazy_train import setup_lazy_run, train_lazy
+from resnext_det.engine.run_config import setup_run
 from resnext_det.engine.slurm import add_slurm_arguments
 
 from detectron2.engine import default_argument_parser
@@ -46,13 +42,8 @@ def parse_args():
 
 def main(args):
     register_datasets_from_args(args)
-    if is_lazy_config(args.config_file):
-        cfg = setup_lazy_run(args, proposals_dir=args.proposals)
-        return train_lazy(cfg, args.resume, args.eval_only, path=args.config_file)[1]
-    attach = functools.partial(attach_proposal_files, proposals_dir=args.proposals)
-    cfg = setup_cfg(args.config_file, args.opts, args, extra=attach)
-    _, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
-    return results
+    run = setup_run(args, proposals_dir=args.proposals)  # a YAML or a LazyConfig file alike
+    return run.train(args.resume, args.eval_only)[1]
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ post_nms_topk / pre_nms_topk decide what the proposal files keep):
 from __future__ import annotations
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
-from resnext_det.engine import dump_proposals, setup_cfg, train_stage
 from resnext_det.engine.cli import (
     add_dataset_argument,
     add_overwrite_argument,
@@ -27,26 +26,19 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
-from resnext_det.engine.lazy_config import is_lazy_config
-from resnext_det.engine.lazy_train import dump_lazy_proposals, setup_lazy_run, train_lazy
+from resnext_det.engine.run_config import setup_run
 from resnext_det.engine.slurm import add_slurm_arguments
-from resnext_det.engine.stages import report_proposal_recall, write_proposal_recall
+from resnext_det.engine.stages import write_proposal_recall
 
 from detectron2.engine import default_argument_parser
 
 
 def main(args):
     register_datasets_from_args(args)
-    if is_lazy_config(args.config_file):
-        cfg = setup_lazy_run(args)
-        model, results = train_lazy(cfg, args.resume, args.eval_only, path=args.config_file)
-        write_proposal_recall(results, cfg.train.output_dir)
-        dump_lazy_proposals(cfg, model)
-        return results
-    cfg = setup_cfg(args.config_file, args.opts, args)
-    model, results = train_stage(cfg, resume=args.resume, eval_only=args.eval_only)
-    report_proposal_recall(cfg, results)
-    dump_proposals(cfg, model)
+    run = setup_run(args)  # a YAML or a LazyConfig file: the same steps
+    model, results = run.train(args.resume, args.eval_only)
+    write_proposal_recall(results, run.output_dir)
+    run.dump_proposals(model)
     return results
 
 

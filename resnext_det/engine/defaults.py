@@ -30,18 +30,23 @@ from .validation import validation_hooks
 __all__ = ["DetectionRecipe", "apply_deterministic_mode", "merge_config", "setup_cfg", "trainer_from_yaml"]
 
 
-def setup_cfg(config_file: str, opts: list[str] | None = None, args=None, extra=None) -> CfgNode:
+def setup_cfg(
+    config_file: str, opts: list[str] | None = None, args=None, extra=None, defaults=None
+) -> CfgNode:
     """get_cfg -> add_resnext_config, add_two_stage_config -> merge file and ``KEY VALUE``
     overrides -> freeze.
 
-    ``extra(cfg)``, if given, may change the config before it is frozen. The demo datasets are
-    registered when the config names them (nothing is written: see ``prepare_demo_datasets``).
-    With ``args`` (from ``default_argument_parser``) it also runs detectron2's ``default_setup``: output dir,
-    logging, config dump, seed.
+    ``defaults(cfg)``, if given, sets values before the file and the overrides are merged (which
+    then win over them); ``extra(cfg)`` may change the config after them, before it is frozen.
+    The demo datasets are registered when the config names them (nothing is written: see
+    ``prepare_demo_datasets``). With ``args`` (from ``default_argument_parser``) it also runs
+    detectron2's ``default_setup``: output dir, logging, config dump, seed.
     """
     cfg = get_cfg()
     add_resnext_config(cfg)
     add_two_stage_config(cfg)
+    if defaults is not None:
+        defaults(cfg)
     merge_config(cfg, config_file, opts)
     if any(name in DEMO_SPLITS for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
         register_demo_datasets()

@@ -2,8 +2,9 @@
 
 The preflight (``cli.preflight``) checks the same things for both kinds: the keys have other
 names (``MODEL.DEVICE`` / ``train.device``), the checks and their messages do not. ``YamlRun`` and
-``LazyRun`` are the only places that know where each kind keeps a setting; everything that reads
-a run through them is written once.
+``LazyRun`` are the only places that know where each kind keeps a setting and how it trains
+(both through the one engine, ``engine.trainer``); the tools read a run through them
+(``read_run_config`` in the launching process, ``setup_run`` in each worker) and are written once.
 """
 
 from __future__ import annotations
@@ -15,12 +16,19 @@ from detectron2.modeling.meta_arch import ProposalNetwork
 
 from ..config import check_model_config, uses_channels_last
 from ..errors import ConfigError
-from ..proposals.handoff import checked_proposal_files
+from ..proposals.handoff import attach_proposal_files, checked_proposal_files, dump_proposals
 from .defaults import setup_cfg
 from .lazy_config import attach_lazy_proposals, is_lazy_config, loader_dataset_names
-from .lazy_train import check_lazy_model, load_tool_lazy_config
+from .lazy_train import (
+    check_lazy_model,
+    dump_lazy_proposals,
+    load_tool_lazy_config,
+    setup_lazy_run,
+    train_lazy,
+)
+from .stages import results_by_dataset, train_stage
 
-__all__ = ["LazyRun", "Setting", "YamlRun", "read_run_config"]
+__all__ = ["LazyRun", "Setting", "YamlRun", "read_run_config", "setup_run"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,18 @@ class YamlRun:
     def check_proposals(self, proposals_dir: str, test_only: bool) -> None:
         checked_proposal_files(self.cfg, proposals_dir, test_only)
 
+    @property
+    def test_sets(self) -> list[str]:
+        return list(self.cfg.DATASETS.TEST)
+
+    def train(self, resume: bool = False, eval_only: bool = False):
+        """(model, {test dataset: results}) of training (or only evaluating) the model."""
+        model, results = train_stage(self.cfg, resume=resume, eval_only=eval_only)
+        return model, results_by_dataset(self.cfg, results)
+
+    def dump_proposals(self, model):
+        return dump_proposals(self.cfg, model)
+
 
 class LazyRun:
     """A LazyConfig file (``load_tool_lazy_config``: checked overrides, datasets registered)."""
@@ -111,6 +131,17 @@ class LazyRun:
     def check_proposals(self, proposals_dir: str, test_only: bool) -> None:
         attach_lazy_proposals(self.cfg, proposals_dir, self.path, test_only)
 
+    @property
+    def test_sets(self) -> list[str]:
+        return loader_dataset_names(self.cfg, "test")
+
+    def train(self, resume: bool = False, eval_only: bool = False):
+        """(model, {test dataset: results}) of training (or only evaluating) the model."""
+        return train_lazy(self.cfg, resume, eval_only, path=self.path)
+
+    def dump_proposals(self, model):
+        return dump_lazy_proposals(self.cfg, model)
+
 
 def _not_stage1(path: str, built: str, configs: str) -> ConfigError:
     return ConfigError(
@@ -124,3 +155,18 @@ def read_run_config(args, test_only: bool = False) -> YamlRun | LazyRun:
     if is_lazy_config(args.config_file):
         return LazyRun(load_tool_lazy_config(args, test_only=test_only), args.config_file)
     return YamlRun(setup_cfg(args.config_file, args.opts), args.config_file)
+
+
+def setup_run(args, proposals_dir: str | None = None, test_only: bool = False) -> YamlRun | LazyRun:
+    """In each worker process: the config with its overrides and, with ``proposals_dir``, stage
+    1's proposals attached; then the run's set-up (output folder, logs, the config's copy, seed;
+    detectron2's ``default_setup`` for YAML, ``setup_lazy_run`` for a LazyConfig)."""
+    if is_lazy_config(args.config_file):
+        return LazyRun(setup_lazy_run(args, proposals_dir, test_only), args.config_file)
+    attach = None
+    if proposals_dir is not None:
+
+        def attach(cfg):
+            attach_proposal_files(cfg, proposals_dir, test_only=test_only)
+
+    return YamlRun(setup_cfg(args.config_file, args.opts, args, extra=attach), args.config_file)

@@ -20,7 +20,6 @@ from .defaults import DetectionRecipe, trainer_from_yaml
 
 __all__ = [
     "train_stage",
-    "report_proposal_recall",
     "results_by_dataset",
     "write_proposal_recall",
 ]
@@ -53,13 +52,9 @@ def results_by_dataset(cfg, results) -> dict:
     return dict(results or {})
 
 
-def report_proposal_recall(cfg, results: dict) -> dict:
-    """Log AR@100 / AR@1000 per test set and write them to OUTPUT_DIR/proposal_recall.json."""
-    return write_proposal_recall(results_by_dataset(cfg, results), cfg.OUTPUT_DIR)
-
-
 def write_proposal_recall(results: dict, output_dir) -> dict:
-    """``report_proposal_recall`` for {test dataset: results} (a LazyConfig run's)."""
+    """Log AR@100 / AR@1000 of {test dataset: results} and write them to
+    ``output_dir/proposal_recall.json``."""
     recall = {
         name: {k: v for k, v in r.get("box_proposals", {}).items() if k in ("AR@100", "AR@1000")}
         for name, r in results.items()
