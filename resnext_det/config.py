@@ -120,8 +120,8 @@ def add_two_stage_config(cfg: CN) -> CN:
     _C.PROPOSALS.TEST_POST_NMS_TOPK = None
     # Stage 2 reads proposals from the memory-mapped stores STORE_DIR/proposals_<dataset>/
     # (resnext_det.proposals.store) in the data mapper, so RAM does not grow with the dataset
-    # or the worker count. Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles, loaded whole.
-    # tools/train_fast_rcnn.py sets it when stage 1 wrote stores (it does by default).
+    # or the worker count. tools/train_fast_rcnn.py and eval_coco.py set it from --proposals.
+    # Empty: detectron2's DATASETS.PROPOSAL_FILES_* pickles (tools/convert_proposals.py), loaded whole.
     _C.PROPOSALS.STORE_DIR = ""
 
     # Inference only (eval_coco.py, --eval-only, TwoStagePredictor): fold every FrozenBN into the

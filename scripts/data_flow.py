@@ -30,7 +30,7 @@ NODES = {
     "weights": (4, 0, "detectron2 weights\nx50_d2.pth", False),
     "coco": (0, 1, "COCO json + images\n(or --dataset / --voc-dataset)", False),
     "rpn": (1, 1, "train_rpn.py\nstage 1: the RPN alone", True),
-    "proposals": (2, 1, "proposals_<dataset>/\nstore + .pkl, AR@100", False),
+    "proposals": (2, 1, "proposals_<dataset>/\nstore, AR@100", False),
     "frcn": (3, 1, "train_fast_rcnn.py\nstage 2: no feature sharing", True),
     "detector": (4, 1, "Fast R-CNN\nmodel_final.pth", False),
     "eval": (1, 2, "eval_coco.py\nAP / AP50, --analysis", True),

@@ -5,10 +5,9 @@
       --num-gpus 8 --proposals out/rpn_x50 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/frcn_x50
 
 --proposals names stage 1's OUTPUT_DIR: it must hold, for every dataset in DATASETS.TRAIN and
-DATASETS.TEST, the memory-mapped store proposals_<dataset>/ (used when there is one for every
-dataset: PROPOSALS.STORE_DIR) or detectron2's proposals_<dataset>.pkl, covering every image, or
-training does not start. The backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN:
-no feature sharing.
+DATASETS.TEST, the memory-mapped store proposals_<dataset>/ covering every image, or training
+does not start (detectron2's proposals_<dataset>.pkl converts into one: tools/convert_proposals.py).
+The backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN: no feature sharing.
 
 A LazyConfig file works the same way, with detectron2's key=value overrides:
 

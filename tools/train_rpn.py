@@ -5,8 +5,8 @@
       --num-gpus 8 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/rpn_x50
 
 After training (or with --eval-only, for MODEL.WEIGHTS) it reports proposal recall (AR@100,
-AR@1000) on DATASETS.TEST and writes OUTPUT_DIR/proposals_<dataset>.pkl for every dataset in
-DATASETS.TRAIN (the RPN's top MODEL.RPN.POST_NMS_TOPK_TRAIN per image) and DATASETS.TEST (top
+AR@1000) on DATASETS.TEST and writes the store OUTPUT_DIR/proposals_<dataset>/ for every dataset
+in DATASETS.TRAIN (the RPN's top MODEL.RPN.POST_NMS_TOPK_TRAIN per image) and DATASETS.TEST (top
 MODEL.RPN.POST_NMS_TOPK_TEST), for tools/train_fast_rcnn.py --proposals OUTPUT_DIR.
 
 A LazyConfig file works the same way, with detectron2's key=value overrides (its RPN's own

@@ -236,7 +236,7 @@ def with_test_dataset(cfg, name: str, output_dir: str | None = None) -> DictConf
 def attach_lazy_proposals(cfg, proposals_dir: str, path: str, test_only: bool = False) -> None:
     """Stage 2 from a LazyConfig: check stage 1's proposals for every dataset (as for YAML,
     ``checked_stage1_outputs``), then read them in the loaders: through ``ProposalLookupMapper``
-    around each mapper for stores, or detectron2's ``dataset.proposal_files`` for pickles."""
+    around each mapper."""
     from ..proposals.handoff import checked_stage1_outputs
     from ..proposals.mapper import ProposalLookupMapper
 
@@ -253,13 +253,9 @@ def attach_lazy_proposals(cfg, proposals_dir: str, path: str, test_only: bool = 
                 "set its precomputed_proposal_topk (as configs/lazy/common/c4.py does for stage 2)"
             )
     names = {loader: loader_dataset_names(cfg, loader) for loader in loaders}
-    files = checked_stage1_outputs([n for group in names.values() for n in group], proposals_dir)
-    stores = all(os.path.isdir(f) for f in files.values())
+    checked_stage1_outputs([n for group in names.values() for n in group], proposals_dir)
     for loader, group in names.items():
         node = cfg.dataloader[loader]
-        if stores:
-            node.mapper = LazyCall(ProposalLookupMapper)(
-                mapper=node.mapper, store_dir=str(proposals_dir), dataset_names=group
-            )
-        else:
-            node.dataset.proposal_files = [files[n] for n in group]
+        node.mapper = LazyCall(ProposalLookupMapper)(
+            mapper=node.mapper, store_dir=str(proposals_dir), dataset_names=group
+        )

@@ -10,6 +10,7 @@ from resnext_det.analysis.browse import browse_dataset, matched_ious, proposal_r
 from resnext_det.data.coco import register_checked_coco
 from resnext_det.engine.defaults import setup_cfg
 from resnext_det.proposals import stage1_proposals, write_proposal_file, write_proposal_store
+from resnext_det.proposals.convert import pickle_to_store
 
 import numpy as np
 import pytest
@@ -103,8 +104,13 @@ def test_each_object_gets_one_proposal():
 
 @pytest.mark.parametrize("source", ["pickle", "store"])
 def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
+    """From stage 1's store, and from detectron2's pickle converted into one (the same numbers)."""
     cfg = browse_cfg(tiny_dataset)
-    lookup = stage1_proposals(str(tiny_dataset[source]), tiny_dataset["name"])
+    folder, name = tiny_dataset["store"], tiny_dataset["name"]
+    if source == "pickle":
+        folder = tmp_path / "converted"
+        pickle_to_store(tiny_dataset["pickle"] / f"proposals_{name}.pkl", folder / f"proposals_{name}", name)
+    lookup = stage1_proposals(str(folder), name)
     result = browse_dataset(cfg, tiny_dataset["name"], "proposals", tmp_path, proposals=lookup, top_k=2,
                             worst_first=True)  # fmt: skip
     by_id = {e["image_id"]: e for e in result.images}
@@ -168,7 +174,7 @@ def test_the_tool_on_any_coco_dataset(tiny_dataset, tmp_path):
         "--dataset-name",
         tiny_dataset["name"],
     ]
-    done = run(*common, "--what", "proposals", "--proposals", str(tiny_dataset["pickle"]), "--top-k", "2",
+    done = run(*common, "--what", "proposals", "--proposals", str(tiny_dataset["store"]), "--top-k", "2",
                "--output", str(tmp_path / "p"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "find 0.571 of the 7 objects at IoU 0.5, 0.429 at 0.7 (3 images)" in done.stdout
@@ -181,9 +187,9 @@ def test_the_tool_on_any_coco_dataset(tiny_dataset, tmp_path):
     assert [e["objects"] for e in entries] == [3, 2, 2] and "picture" not in entries[2]
     # proposals for another dataset: named, with what to do
     other = tmp_path / "other"
-    write_proposal_file(other / f"proposals_{tiny_dataset['name']}.pkl",
-                        {"ids": [1], "boxes": [np.zeros((1, 4), np.float32)],
-                         "objectness_logits": [np.zeros(1, np.float32)]})  # fmt: skip
+    write_proposal_store(other / f"proposals_{tiny_dataset['name']}",
+                         {"ids": [1], "boxes": [np.zeros((1, 4), np.float32)],
+                          "objectness_logits": [np.zeros(1, np.float32)]})  # fmt: skip
     done = run(*common, "--what", "proposals", "--proposals", str(other), "--output", str(tmp_path / "x"))
     assert done.returncode == 1
     assert (

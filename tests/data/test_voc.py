@@ -149,7 +149,7 @@ def test_the_two_stage_tools_on_a_voc_folder(voc_folder, tmp_path):
     rpn, frcn = tmp_path / "rpn", tmp_path / "frcn"
     run("tools/train_rpn.py", "--config-file", "configs/demo/rpn_tiny_C4.yaml", *voc, *sets, *short,
         "MODEL.WEIGHTS", "", "OUTPUT_DIR", str(rpn))  # fmt: skip
-    assert (rpn / "proposals_voc_demo_val.pkl").is_file()
+    assert (rpn / "proposals_voc_demo_val" / "boxes.npy").is_file()
     stage2 = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(rpn), *voc]
     run("tools/train_fast_rcnn.py", *stage2, *sets, *short, "MODEL.WEIGHTS", "", "OUTPUT_DIR", str(frcn))
     done = run("tools/eval_coco.py", *stage2, *sets, "MODEL.WEIGHTS", str(frcn / "model_final.pth"),

@@ -105,24 +105,19 @@ def _proposals(ids):
     return {"ids": list(ids), "boxes": boxes, "objectness_logits": logits}
 
 
-@pytest.mark.parametrize("form", ["store", "pickle"])
-def test_stage1_proposals_reach_both_loaders(form, demo_root, tmp_path):
+def test_stage1_proposals_reach_both_loaders(demo_root, tmp_path):
     ids = [r["image_id"] for r in DatasetCatalog.get("resnext_demo_val")]
-    if form == "store":
-        write_proposal_store(tmp_path / "proposals_resnext_demo_val", _proposals(ids))
-    else:
-        write_proposal_file(tmp_path / "proposals_resnext_demo_val.pkl", _proposals(ids))
+    write_proposal_file(tmp_path / "proposals_resnext_demo_val.pkl", _proposals(ids))
     cfg = load_lazy_config(FAST_RCNN, ["dataloader.train.dataset.names=[resnext_demo_val]"])
+    with pytest.raises(ProposalFileError, match=r"proposal pickle, .*tools/convert_proposals\.py"):
+        attach_lazy_proposals(cfg, str(tmp_path), FAST_RCNN)  # one format at the hand-off: the store
+    write_proposal_store(tmp_path / "proposals_resnext_demo_val", _proposals(ids))
     attach_lazy_proposals(cfg, str(tmp_path), FAST_RCNN)
     for loader in ("train", "test"):
         node = cfg.dataloader[loader]
-        if form == "store":
-            assert node.mapper._target_ is ProposalLookupMapper and node.mapper.dataset_names == [
-                "resnext_demo_val"
-            ]
-            assert node.dataset.get("proposal_files") is None
-        else:
-            assert list(node.dataset.proposal_files) == [str(tmp_path / "proposals_resnext_demo_val.pkl")]
+        assert node.mapper._target_ is ProposalLookupMapper
+        assert node.mapper.dataset_names == ["resnext_demo_val"]
+        assert node.dataset.get("proposal_files") is None
     record = next(iter(instantiate(with_test_dataset(cfg, "resnext_demo_val").dataloader.test)))[0]
     boxes = _proposals(ids)["boxes"][ids.index(record["image_id"])]
     scale = record["image"].shape[1] / record["height"]  # the mapper resizes the proposals with the image

@@ -38,7 +38,8 @@ def test_train_rpn_as_a_local_submitit_job_on_two_processes(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "submitted job" in done.stdout and "1 node(s) x 2 GPU(s)" in done.stdout
-    assert (out / "model_final.pth").is_file() and (out / "proposals_resnext_demo_val.pkl").is_file()
+    assert (out / "model_final.pth").is_file()
+    assert (out / "proposals_resnext_demo_val" / "boxes.npy").is_file()
     log = (out / "log.txt").read_text()
     assert "World size: 2" in log  # the job's two processes formed one process group
     assert list((tmp_path / "jobs").glob("*/*_log.out"))  # submitit's per-job logs

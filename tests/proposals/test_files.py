@@ -6,6 +6,7 @@ import pickle
 
 from resnext_det import get_config_file
 from resnext_det.engine import attach_proposal_files, dump_proposals, setup_cfg
+from resnext_det.proposals.convert import store_to_pickle
 from resnext_det.proposals.files import (
     ProposalFileError,
     check_proposals_cover,
@@ -120,9 +121,14 @@ def test_dump_from_a_proposal_network_and_attach(demo_root, tmp_path):
         ],
     )
     written = dump_proposals(cfg, build_model(cfg))
-    assert written == {"resnext_demo_val": proposal_file_path(tmp_path, "resnext_demo_val")}
-    content = check_proposals_cover(written["resnext_demo_val"], "resnext_demo_val")
-    store = ProposalStore(proposal_store_path(tmp_path, "resnext_demo_val"))  # the same numbers
+    assert written == {"resnext_demo_val": proposal_store_path(tmp_path, "resnext_demo_val")}
+    assert not proposal_file_path(tmp_path, "resnext_demo_val").exists()  # one format: the store
+    # detectron2's pickle, converted from it (tools/convert_proposals.py): the same numbers
+    store = ProposalStore(written["resnext_demo_val"])
+    pickle_file = store_to_pickle(
+        written["resnext_demo_val"], proposal_file_path(tmp_path, "resnext_demo_val")
+    )
+    content = check_proposals_cover(pickle_file, "resnext_demo_val")
     for image_id, boxes, logits in zip(
         content["ids"], content["boxes"], content["objectness_logits"], strict=True
     ):
@@ -144,13 +150,15 @@ def test_dump_from_a_proposal_network_and_attach(demo_root, tmp_path):
             extra=lambda c: attach_proposal_files(c, str(tmp_path)),
         )
 
-    # the store is preferred; without it, detectron2's pickle
+    # stage 2 reads the store; a pickle alone is named, with the command that converts it
     assert stage2().PROPOSALS.STORE_DIR == str(tmp_path) and stage2().DATASETS.PROPOSAL_FILES_TRAIN == ()
     proposal_store_path(tmp_path, "resnext_demo_val").unlink()  # the name is a link to the version
-    frcn = stage2()
-    assert frcn.PROPOSALS.STORE_DIR == ""
-    assert frcn.DATASETS.PROPOSAL_FILES_TRAIN == (str(written["resnext_demo_val"]),)
-    with pytest.raises(ProposalFileError, match="proposals_resnext_demo_train.pkl does not exist"):
+    expected = r"proposals_resnext_demo_val\.pkl is detectron2's proposal pickle, but stage 2 reads "
+    with pytest.raises(ProposalFileError, match=expected + r"stage 1's store .*tools/convert_proposals\.py"):
+        stage2()
+    with pytest.raises(
+        ProposalFileError, match=r"proposals_resnext_demo_train/ does not exist; run tools/train_rpn"
+    ):
         setup_cfg(
             get_config_file("demo/fast_rcnn_tiny_C4.yaml"),
             [],

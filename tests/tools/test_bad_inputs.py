@@ -140,7 +140,7 @@ CASES = [
     Case("proposals for another dataset", FAST_RCNN, lambda t: proposals_for(t, [90001, 90002]), [],
          r"has no proposals for \d+ of the \d+ images of resnext_demo_\w+ .*written for another dataset"),
     Case("proposals missing", FAST_RCNN, lambda t: ["--proposals", str(t)], [],
-         r"proposals_resnext_demo_train\.pkl does not exist; run tools/train_rpn.py first"),
+         r"proposals_resnext_demo_train/ does not exist; run tools/train_rpn.py first"),
     Case("weights of another architecture", RPN, NO_FLAGS, ["MODEL.WEIGHTS", "@other"],
          r"other_d2\.pth does not fit the model built from the config \(different depth, cardinality"),
     Case("weights file truncated", RPN, NO_FLAGS, ["MODEL.WEIGHTS", "@cut"],

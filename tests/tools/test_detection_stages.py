@@ -29,8 +29,8 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tiny_pipeline, tmp_path):
     stage2 = tiny_pipeline.commands["yaml"][2][1:5]  # --config-file CONFIG --proposals RPN_DIR
     recall = json.loads((rpn_out / "proposal_recall.json").read_text())
     assert set(recall["resnext_demo_val"]) == {"AR@100", "AR@1000"}
-    assert (rpn_out / "proposals_resnext_demo_val.pkl").is_file()
     assert (rpn_out / "proposals_resnext_demo_val" / "boxes.npy").is_file()  # the store stage 2 reads
+    assert not (rpn_out / "proposals_resnext_demo_val.pkl").exists()  # one format at the hand-off
     assert (frcn_out / "model_final.pth").is_file()
     assert "copypaste: AP,AP50,AP75" in frcn.stdout + frcn.stderr
 
@@ -83,7 +83,7 @@ def test_rpn_then_fast_rcnn_on_its_proposals(tiny_pipeline, tmp_path):
         str(tmp_path / "x"),
     )
     assert missing.returncode != 0
-    assert "proposals_resnext_demo_train.pkl does not exist" in missing.stderr
+    assert "proposals_resnext_demo_train/ does not exist" in missing.stderr
 
 
 def test_both_stages_on_two_cpu_processes(tmp_path):
