@@ -156,7 +156,7 @@ class DetectionRecipe(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        raise TypeError("DetectionRecipe only builds parts; train with engine.build_trainer(cfg)")
+        raise TypeError("DetectionRecipe only builds parts; train with engine.trainer_from_yaml(cfg)")
 
     @classmethod
     def build_model(cls, cfg):
