@@ -11,6 +11,8 @@ show that it catches a flag, key, link or number changed on one side only:
 * ``config_key_problems``: every dotted upper-case key (``MODEL.RESNEXT.DEPTH``; ``{A,B}``
   alternatives expanded, ``.*`` a prefix) exists in the detection or pretraining config, and
   every LazyConfig key (``train.init_checkpoint``) in the demo's LazyConfig files;
+* ``name_problems``: every ``resnext_det.module.Name`` a page names can be imported (the module)
+  and looked up (the names after it);
 * ``quote_problems``: every decimal number in prose that quotes a result file (between
   ``<!-- quotes: PATH ... -->`` and ``<!-- /quotes -->``) is in one of those files, as written
   or as a JSON value rounded to the digits shown;
@@ -21,6 +23,7 @@ show that it catches a flag, key, link or number changed on one side only:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import re
@@ -42,6 +45,7 @@ _LAZY_KEY = re.compile(rf"(?<![\w./])((?:{_LAZY_ROOTS})(?:\.[a-z_][a-z0-9_]*)+)(
 _NOT_KEYS = {"README.md", "train.max_itr"}
 #: a lower-case "model.onnx" is a file, not the LazyConfig key model.onnx
 _FILE_SUFFIXES = {"onnx", "pt2", "py", "pth", "json", "yaml", "pkl", "md", "png", "txt"}
+_PYTHON_NAME = re.compile(r"(?<![\w/.])(resnext_det(?:\.[A-Za-z_]\w*)+)")
 
 
 def heading_anchor(title: str) -> str:
@@ -226,3 +230,25 @@ def quote_problems(text: str, page: str = "page", root: Path = ROOT) -> list[str
 def runnable_blocks(text: str) -> list[str]:
     """The shell blocks marked ```` ```bash demo ````: commands that run on the demo data."""
     return [body for info, body in _FENCE.findall(text) if info.split()[:2] == ["bash", "demo"]]
+
+
+def name_problems(text: str, page: str = "page") -> list[str]:
+    """Every ``resnext_det.a.b.Name`` in ``text``: its longest importable prefix is a module, and
+    each name after it an attribute of what comes before (a class renamed in the code, or misspelt
+    in the page, is named)."""
+    problems = []
+    for dotted in sorted(set(_PYTHON_NAME.findall(text))):
+        parts = dotted.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:split]))
+                break
+            except ImportError:
+                continue
+        for name in parts[split:]:
+            if not hasattr(found, name):
+                problems.append(f"{page}: {dotted} does not exist ({'.'.join(parts[:split])} has no {name})")
+                break
+            found = getattr(found, name)
+            split += 1
+    return problems

@@ -1,7 +1,8 @@
 """README.md and docs/*.md cannot drift from the code (``scripts/docs_drift.py``,
-``scripts/update_docs.py``): every relative link and image resolves, every flag and config key a
-page names exists, the generated key reference and result tables are current, the blocks marked
-runnable on the demo data run. Each check is also shown failing when one side alone changes."""
+``scripts/update_docs.py``): every relative link and image resolves, every flag, config key and
+``resnext_det.*`` name a page names exists, the generated key reference and result tables are
+current, the blocks marked runnable on the demo data run. Each check is also shown failing when
+one side alone changes."""
 
 from __future__ import annotations
 
@@ -87,6 +88,11 @@ def test_every_config_key_a_page_names_exists(page, keys, lazy_twins):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_every_python_name_a_page_names_exists(page):
+    assert drift.name_problems(page.read_text(), page.name) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
 def test_every_number_quoted_from_a_result_file_is_in_it(page):
     assert drift.quote_problems(page.read_text(), page.name) == []
 
@@ -137,6 +143,12 @@ def test_the_drift_checks_fail_when_one_side_changes(options, keys, lazy_twins, 
     assert any(
         "train.max_iters" in p for p in drift.config_key_problems("`train.max_iters`", keys, lazy=lazy_twins)
     )
+    # a class a page names, renamed in the page (docs/detection.md once named ProposalStoreMapper)
+    detection = (ROOT / "docs" / "detection.md").read_text()
+    assert "resnext_det.proposals.mapper.ProposalLookupMapper" in detection
+    renamed_class = detection.replace("ProposalLookupMapper", "ProposalStoreMapper", 1)
+    assert drift.name_problems(detection) == []
+    assert any("mapper has no ProposalStoreMapper" in p for p in drift.name_problems(renamed_class))
     # a link or image whose file moved, or an anchor whose heading changed
     copy = tmp_path / "docs" / "page.md"
     copy.parent.mkdir()
