@@ -41,6 +41,7 @@ from .lazy_config import (
     loader_dataset_names,
     with_test_dataset,
 )
+from .stages import results_by_dataset
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
 from .validation import metric_and_mode, run_validation_hooks
 
@@ -48,6 +49,7 @@ __all__ = [
     "dump_lazy_proposals",
     "evaluate_lazy",
     "check_lazy_model",
+    "lazy_dataset_names",
     "load_tool_lazy_config",
     "setup_lazy_run",
     "train_lazy",
@@ -62,7 +64,7 @@ def load_tool_lazy_config(args, proposals_dir: str | None = None, test_only: boo
     writing), and with ``proposals_dir`` stage 1's checked proposals attached."""
     training = _is_training(args, test_only)
     cfg = load_lazy_config(args.config_file, args.opts, training=training)
-    names = _dataset_names(cfg, training)
+    names = lazy_dataset_names(cfg, with_train=training)
     if any(name in DEMO_SPLITS for name in names):
         register_demo_datasets()
     if proposals_dir is not None:
@@ -75,8 +77,10 @@ def _is_training(args, test_only: bool) -> bool:
     return not (test_only or getattr(args, "eval_only", False))
 
 
-def _dataset_names(cfg, training: bool) -> list[str]:
-    loaders = ("train", "test") if training else ("test",)
+def lazy_dataset_names(cfg, with_train: bool) -> list[str]:
+    """The datasets of ``dataloader.test``, and of ``dataloader.train`` too ``with_train`` (where
+    the file has one), each once."""
+    loaders = ("train", "test") if with_train and "train" in cfg.dataloader else ("test",)
     return list(dict.fromkeys(name for loader in loaders for name in loader_dataset_names(cfg, loader)))
 
 
@@ -213,11 +217,7 @@ def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "
         return model, evaluate_lazy(cfg, model)
     trainer = trainer_from_lazy(cfg, path)
     trainer.resume_or_load(resume=resume)
-    results = trainer.train()
-    names = loader_dataset_names(cfg, "test")
-    if len(names) == 1 and results and names[0] not in results:  # un-nested for the writers
-        results = {names[0]: results}
-    return trainer.checkpointer.model, dict(results)
+    return trainer.checkpointer.model, results_by_dataset(loader_dataset_names(cfg, "test"), trainer.train())
 
 
 def evaluate_lazy(cfg, model) -> dict:

@@ -22,6 +22,7 @@ from .lazy_config import attach_lazy_proposals, is_lazy_config, loader_dataset_n
 from .lazy_train import (
     check_lazy_model,
     dump_lazy_proposals,
+    lazy_dataset_names,
     load_tool_lazy_config,
     setup_lazy_run,
     train_lazy,
@@ -87,7 +88,7 @@ class YamlRun:
     def train(self, resume: bool = False, eval_only: bool = False):
         """(model, {test dataset: results}) of training (or only evaluating) the model."""
         model, results = train_stage(self.cfg, resume=resume, eval_only=eval_only)
-        return model, results_by_dataset(self.cfg, results)
+        return model, results_by_dataset(self.test_sets, results)
 
     def dump_proposals(self, model):
         return dump_proposals(self.cfg, model)
@@ -100,8 +101,7 @@ class LazyRun:
         self.cfg, self.path = cfg, path
 
     def dataset_names(self, test_only: bool) -> list[str]:
-        loaders = ("test",) if test_only or "train" not in self.cfg.dataloader else ("train", "test")
-        return list(dict.fromkeys(n for loader in loaders for n in loader_dataset_names(self.cfg, loader)))
+        return lazy_dataset_names(self.cfg, with_train=not test_only)
 
     @property
     def device(self) -> Setting:

@@ -45,10 +45,11 @@ def train_stage(cfg, resume: bool = False, eval_only: bool = False):
     return trainer.checkpointer.model, results
 
 
-def results_by_dataset(cfg, results) -> dict:
-    """DefaultTrainer.test un-nests the results of a single test set; nest them again."""
-    if results and len(cfg.DATASETS.TEST) == 1 and cfg.DATASETS.TEST[0] not in results:
-        return {cfg.DATASETS.TEST[0]: results}
+def results_by_dataset(test_sets, results) -> dict:
+    """{test set: results}: detectron2's evaluation (``DefaultTrainer.test``, and the engine's
+    evaluation hook) un-nests the results of a single test set; nest them again."""
+    if results and len(test_sets) == 1 and test_sets[0] not in results:
+        return {test_sets[0]: results}
     return dict(results or {})
 
 

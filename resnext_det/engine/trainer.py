@@ -2,9 +2,10 @@
 project's safety added once, for every run (a YAML or LazyConfig detector, the ImageNet classifier).
 
 A run is described by its parts (``RunParts``: model, optimizer, loader, schedule, evaluation,
-periods), which ``engine.yaml_run`` reads from a YAML config and ``engine.lazy_train`` from a
-LazyConfig; ``assemble_trainer`` turns them into a trainer with detectron2's hooks in detectron2's
-order. What the project adds to detectron2's trainer (``SafeSteps``):
+periods), which ``engine.defaults.trainer_from_yaml`` reads from a YAML config and
+``engine.lazy_train.trainer_from_lazy`` from a LazyConfig; ``assemble_trainer`` turns them
+into a trainer with detectron2's hooks in detectron2's order. What the project adds to
+detectron2's trainer (``SafeSteps``):
 
 * a non-finite loss stops the run with ``TrainingDivergedError`` (iteration, losses, the last good
   checkpoint), before the optimizer applies that step;

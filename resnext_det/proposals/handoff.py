@@ -82,22 +82,23 @@ def checked_stage1_outputs(dataset_names, proposals_dir: str) -> dict[str, str]:
     each exists, is well-formed and covers every image. A detectron2 pickle in its place (from
     other detectron2 code, or an earlier version of tools/train_rpn.py) is named, with the command
     that converts it."""
-    stores = {}
-    for name in dict.fromkeys(dataset_names):
-        store = proposal_store_path(proposals_dir, name)
-        if not store.is_dir():
-            pickle_file = proposal_file_path(proposals_dir, name)
-            if pickle_file.is_file():
-                raise ProposalFileError(
-                    f"{pickle_file} is detectron2's proposal pickle, but stage 2 reads stage 1's store "
-                    f"{store}/: convert it with python tools/convert_proposals.py {pickle_file}"
-                )
+    return {name: str(_checked_store(proposals_dir, name).path) for name in dict.fromkeys(dataset_names)}
+
+
+def _checked_store(proposals_dir: str, dataset_name: str) -> ProposalStore:
+    """Stage 1's store of ``dataset_name``, opened and checked to cover it (``checked_stage1_outputs``)."""
+    store = proposal_store_path(proposals_dir, dataset_name)
+    if not store.is_dir():
+        pickle_file = proposal_file_path(proposals_dir, dataset_name)
+        if pickle_file.is_file():
             raise ProposalFileError(
-                f"{store}/ does not exist; run tools/train_rpn.py first (its OUTPUT_DIR is --proposals)"
+                f"{pickle_file} is detectron2's proposal pickle, but stage 2 reads stage 1's store "
+                f"{store}/: convert it with python tools/convert_proposals.py {pickle_file}"
             )
-        check_store_covers(store, name)
-        stores[name] = str(store)
-    return stores
+        raise ProposalFileError(
+            f"{store}/ does not exist; run tools/train_rpn.py first (its OUTPUT_DIR is --proposals)"
+        )
+    return check_store_covers(store, dataset_name)
 
 
 def attach_proposal_files(cfg, proposals_dir: str, test_only: bool = False) -> None:
@@ -111,7 +112,7 @@ def stage1_proposals(
 ) -> Callable[[object], tuple[np.ndarray, np.ndarray]]:
     """``image_id -> (boxes XYXY_ABS (N, 4), objectness logits (N,))``, best first, for every image
     of ``dataset_name`` from stage 1's store (checked to cover the dataset, as for stage 2)."""
-    lookup = ProposalStore(checked_stage1_outputs([dataset_name], proposals_dir)[dataset_name]).get
+    lookup = _checked_store(proposals_dir, dataset_name).get  # opened once, and checked
 
     def best_first(image_id):
         boxes, logits = lookup(image_id)
