@@ -19,7 +19,7 @@ from pathlib import Path
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.engine.cli import exit_on_user_error
-from resnext_det.errors import MissingFileError
+from resnext_det.errors import MissingFileError, ProposalFileError
 from resnext_det.proposals.convert import dataset_of, pickle_to_store, store_to_pickle
 from resnext_det.proposals.files import proposal_file_path
 from resnext_det.proposals.store import proposal_store_path
@@ -41,6 +41,12 @@ def convert(args) -> Path:
     source = Path(args.input)
     if not source.exists():
         raise MissingFileError(f"{source} does not exist")
+    if source.is_dir() != args.to_pickle:
+        raise ProposalFileError(
+            f"{source} is a store (a folder): convert it with --to-pickle"
+            if source.is_dir()
+            else f"--to-pickle converts a store (a folder proposals_<dataset>/); {source} is a file"
+        )
     dataset = args.dataset or dataset_of(source)
     if args.to_pickle:
         output = Path(args.output) if args.output else proposal_file_path(source.parent, dataset)

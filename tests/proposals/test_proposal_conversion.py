@@ -52,5 +52,11 @@ def test_nothing_is_overwritten_and_the_dataset_is_named(tmp_path):
     done = run_tool("tools/convert_proposals.py", str(tmp_path / "proposals_mine.pkl"))
     assert done.returncode == 1 and "exists; pass --overwrite" in done.stderr.strip().splitlines()[-1]
     assert not any((tmp_path / "proposals_mine").iterdir())  # what was there is untouched
+    # the wrong direction for what the input is
+    done = run_tool("tools/convert_proposals.py", str(tmp_path / "proposals_mine"))
+    assert done.returncode == 1 and "is a store (a folder): convert it with --to-pickle" in done.stderr
+    done = run_tool("tools/convert_proposals.py", str(tmp_path / "proposals_mine.pkl"), "--to-pickle")
+    assert done.returncode == 1 and "--to-pickle converts a store" in done.stderr
+    assert "Traceback" not in done.stderr
     with pytest.raises(ProposalFileError, match="cannot tell its dataset"):
         dataset_of(tmp_path / "mine.pkl")
