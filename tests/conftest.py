@@ -27,7 +27,7 @@ WORKER_GROUPS = {
     "demo": ("demo",),
     "gpu_check": ("gpu_check_on_cpu",),
     "tiny_pipeline": ("tiny_pipeline",),
-    "stage_pairs": ("onnx_dir", "tiny_stage_dirs"),
+    "stage_pairs": ("onnx_dir", "tiny_stage_dirs", "lazy_fast_rcnn_dir"),
     "image_folder": ("image_folder",),
 }
 #: The modules that read a fixture of WORKER_GROUPS, and their group (checked as tests are
@@ -43,6 +43,7 @@ MODULE_GROUPS = {
     "tests/deploy/test_graph.py": "stage_pairs",
     "tests/deploy/test_tools.py": "stage_pairs",
     "tests/engine/test_tta.py": "stage_pairs",
+    "tests/engine/test_trained_stage.py": "stage_pairs",
     "tests/pretrain/test_class_subset.py": "image_folder",
     "tests/pretrain/test_data.py": "image_folder",
     "tests/pretrain/test_train.py": "image_folder",
@@ -156,6 +157,22 @@ def tiny_stage_dirs(tmp_path_factory, demo_root, randomize_frozen_norms):
     rpn = _write_stage(root / "rpn", "demo/rpn_tiny_C4.yaml", [], randomize_frozen_norms, seed=1)
     frcn = _write_stage(root / "fast_rcnn", "demo/fast_rcnn_tiny_C4.yaml", [], randomize_frozen_norms, seed=2)
     return rpn, frcn
+
+
+@pytest.fixture(scope="session")
+def lazy_fast_rcnn_dir(tiny_stage_dirs, tmp_path_factory):
+    """``tiny_stage_dirs``' stage 2 as a LazyConfig run leaves it: the twin's config dumped
+    (``LazyConfig.save``, as ``setup_lazy_run`` writes ``config.yaml``), the same weights."""
+    from resnext_det.engine.lazy_config import load_lazy_config
+
+    from detectron2.config import LazyConfig
+
+    directory = tmp_path_factory.mktemp("tiny_stages") / "lazy_fast_rcnn"
+    directory.mkdir()
+    cfg = load_lazy_config(str(get_config_file("lazy/demo/fast_rcnn_tiny_C4.py")), training=False)
+    LazyConfig.save(cfg, str(directory / "config.yaml"))
+    (directory / "model_final.pth").write_bytes((tiny_stage_dirs[1] / "model_final.pth").read_bytes())
+    return directory
 
 
 @pytest.fixture

@@ -1,13 +1,16 @@
 """Every YAML config of configs/COCO-Detection/ has a LazyConfig twin in configs/lazy/ (and the
 demo's two stages one in configs/lazy/demo/) that builds the same model (state-dict keys and
-shapes) and the same schedule (batch, lr, steps, iterations)."""
+shapes), the same schedule (batch, lr, steps, iterations) and the same trained stage (what
+predict.py and the exporter read)."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 
 from resnext_det import add_resnext_config, add_two_stage_config
+from resnext_det.engine.trained_stage import read_trained_stage
 
 import pytest
 import torch
@@ -86,6 +89,19 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
         }
     if cfg.SEED >= 0:  # the demo's fixed seed: model initialisation and data stream
         assert lazy.train.seed == train.seed == cfg.SEED
+    # a trained stage of either twin runs the same on plain images (predict.py, the exporter):
+    # every setting read_trained_stage reads, the architecture and template included
+    cfg.MODEL.DEVICE, lazy.train.device = "cpu", "cpu"
+    ours, theirs = read_trained_stage(cfg), read_trained_stage(lazy)
+    assert (ours.kind, theirs.kind) == ("yaml", "lazy")
+    assert stage_settings(ours) == stage_settings(theirs)
+
+
+def stage_settings(stage) -> dict:
+    """What a ``TrainedStage`` is, without where it came from (and the weights, which the YAML
+    configs name and the LazyConfig twins leave to the command line)."""
+    origin = {"source", "kind", "config", "weights"}
+    return {f.name: getattr(stage, f.name) for f in dataclasses.fields(stage) if f.name not in origin}
 
 
 def test_a_lazy_twin_runs_on_the_cpu():

@@ -7,14 +7,15 @@ proposals with each image's recall and its missed objects.
   python tools/browse_dataset.py --config-file CFG --what proposals --proposals out/rpn_x50 \
       --dataset-name coco_2014_minival --worst-first --output browse/
 
-The images are the first --num-images of --dataset-name (default: the config's first
-DATASETS.TRAIN), any registered dataset or one given with --dataset NAME JSON IMAGE_ROOT.
-"gt" draws the annotations with class names; "augmented" draws what the training mapper
-(detectron2's DatasetMapper with the config's INPUT.* augmentations, seeded by SEED) gives the
-model; "proposals" draws the top --top-k proposals of stage 1's OUTPUT_DIR and outlines each
-object by the IoU of the proposal assigned to it (green >= 0.7, orange >= 0.5, red dashed:
-missed), with the image's recall at IoU 0.5 and 0.7; the recall pooled over every image of the
-dataset is printed. Writes <output>/<image>.png, contact_sheet.png and browse.json.
+The config is a YAML or a LazyConfig file (overrides: KEY VALUE, or key=value). The images are
+the first --num-images of --dataset-name (default: the config's first training dataset), any
+registered dataset or one given with --dataset NAME JSON IMAGE_ROOT. "gt" draws the annotations
+with class names; "augmented" draws what the training mapper (detectron2's DatasetMapper with the
+config's INPUT.* augmentations, seeded by SEED; a LazyConfig's dataloader.train.mapper, seeded
+by dataloader.train.seed) gives the model; "proposals" draws the top --top-k proposals of stage
+1's OUTPUT_DIR and outlines each object by the IoU of the proposal assigned to it (green >= 0.7,
+orange >= 0.5, red dashed: missed), with the image's recall at IoU 0.5 and 0.7; the recall pooled
+over every image of the dataset is printed. Writes <output>/<image>.png, contact_sheet.png and browse.json.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import sys
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.analysis.browse import VIEWS, browse_dataset
-from resnext_det.data.coco import check_dataset_files
-from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_datasets, register_demo_datasets
+from resnext_det.data.coco import check_datasets
+from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_splits, register_demo_datasets
 from resnext_det.engine.cli import add_dataset_argument, exit_on_user_error, register_datasets_from_args
-from resnext_det.engine.defaults import setup_cfg
+from resnext_det.engine.run_config import read_run_config
 from resnext_det.errors import ConfigError
 from resnext_det.proposals import stage1_proposals
 
@@ -45,7 +46,9 @@ def parse_args(argv=None):
     parser.add_argument("--worst-first", action="store_true", help="proposals: lowest-recall images first")
     parser.add_argument("--output", default="browse", help="folder for the pictures and browse.json")
     add_dataset_argument(parser)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ... (key=value for a .py config)"
+    )
     return parser.parse_args(argv)
 
 
@@ -59,37 +62,40 @@ def check_arguments(args) -> None:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
 
 
-def browse_cfg(args):
-    """The config, with the browsed dataset as its only one (so that only it is generated, if it
-    is a demo split, and checked)."""
+def browse_run(args):
+    """The config (YAML or LazyConfig) and the browsed dataset, which alone is generated (if it is
+    a demo split) and checked."""
     register_datasets_from_args(args)
     if args.dataset_name in DEMO_SPLITS:
         register_demo_datasets()
-    name = args.dataset_name
-
-    def only_the_browsed_dataset(cfg):
-        nonlocal name
-        name = name or (cfg.DATASETS.TRAIN[0] if cfg.DATASETS.TRAIN else "")
-        if not name:
-            raise ConfigError(
-                f"{args.config_file} has no DATASETS.TRAIN: name the dataset with --dataset-name"
-            )
-        cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (name,), ()
-
-    cfg = setup_cfg(args.config_file, args.opts, extra=only_the_browsed_dataset)
-    prepare_demo_datasets(cfg)
-    check_dataset_files(cfg)
-    return cfg, name
+    run = read_run_config(args, test_only=True)  # neither its optimizer nor its schedule is read
+    name = args.dataset_name or next(iter(run.train_sets), "")
+    if not name:
+        raise ConfigError(
+            f"{args.config_file} names no training dataset: name the dataset with --dataset-name"
+        )
+    prepare_demo_splits([name])
+    check_datasets([name])
+    return run, name
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     with exit_on_user_error():
         check_arguments(args)
-        cfg, name = browse_cfg(args)
+        run, name = browse_run(args)
         proposals = stage1_proposals(args.proposals, name) if args.what == "proposals" else None
         result = browse_dataset(
-            cfg, name, args.what, args.output, args.num_images, proposals, args.top_k, args.worst_first
+            name,
+            args.what,
+            args.output,
+            args.num_images,
+            proposals,
+            args.top_k,
+            args.worst_first,
+            training_mapper=run.training_mapper() if args.what == "augmented" else None,
+            seed=run.seed.value,
+            input_format=run.input_format,
         )
     summary = result.summary
     if args.what == "proposals":

@@ -23,6 +23,8 @@ from resnext_det.atomic_files import atomic_torch_save
 from resnext_det.checkpoint import SOURCES, check_weights_fit, convert_checkpoint
 from resnext_det.engine import setup_cfg
 from resnext_det.engine.cli import exit_on_user_error
+from resnext_det.engine.lazy_config import is_lazy_config, load_lazy_config
+from resnext_det.engine.lazy_train import check_lazy_model
 from resnext_det.errors import OutputDirError
 
 from detectron2.modeling import build_model
@@ -35,7 +37,9 @@ def parse_args(argv=None):
     parser.add_argument("--source", required=True, choices=SOURCES)
     parser.add_argument("input", help="classifier checkpoint (.pth)")
     parser.add_argument("output", help="detectron2 weights file to write (.pth)")
-    parser.add_argument("--config-file", default="", help="check the weights fit this detection config")
+    parser.add_argument(
+        "--config-file", default="", help="check the weights fit this detection config (YAML or LazyConfig)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser.parse_args(argv)
 
@@ -46,7 +50,10 @@ def convert(args) -> dict:
     if output.exists() and not args.overwrite:
         raise OutputDirError(f"{output} exists; pass --overwrite to replace it, or choose another output")
     checkpoint = convert_checkpoint(args.input, args.source)
-    if args.config_file:
+    if args.config_file and is_lazy_config(args.config_file):  # built on the meta device: shapes only
+        model = check_lazy_model(load_lazy_config(args.config_file, training=False), args.config_file)
+        check_weights_fit(model, checkpoint["model"], source=args.input)
+    elif args.config_file:
         cfg = setup_cfg(args.config_file, ["MODEL.DEVICE", "cpu"])
         check_weights_fit(build_model(cfg), checkpoint["model"], source=args.input)
     output.parent.mkdir(parents=True, exist_ok=True)

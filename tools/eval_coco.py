@@ -14,7 +14,7 @@
   # precision-recall curves, the COCO error breakdown, a confusion matrix (PNG + analysis.json)
   python tools/eval_coco.py ... --analysis
 
-  # a LazyConfig file, with detectron2's key=value overrides (not with --images or --exported)
+  # a LazyConfig file, with detectron2's key=value overrides (with --images and --exported too)
   python tools/eval_coco.py --config-file configs/lazy/fast_rcnn_X50_32x4d_C4.py \
       --proposals out/rpn_x50 train.init_checkpoint=out/frcn_x50/model_final.pth
 
@@ -33,8 +33,8 @@ import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.analysis import analyze_detections
 from resnext_det.analysis.pictures import category_ids, dataset_metadata
 from resnext_det.atomic_files import atomic_write_json
-from resnext_det.data.coco import check_dataset_files
-from resnext_det.data.demo_dataset import prepare_demo_datasets
+from resnext_det.data.coco import check_datasets
+from resnext_det.data.demo_dataset import prepare_demo_splits
 from resnext_det.deploy import evaluate_predictor, load, open_source, predict_to_folder, read_meta
 from resnext_det.engine import TwoStagePredictor, setup_cfg
 from resnext_det.engine.cli import (
@@ -45,7 +45,9 @@ from resnext_det.engine.cli import (
     register_datasets_from_args,
     run_tool,
 )
-from resnext_det.engine.run_config import setup_run
+from resnext_det.engine.lazy_config import is_lazy_config
+from resnext_det.engine.run_config import read_run_config, setup_run
+from resnext_det.engine.trained_stage import read_trained_stage
 from resnext_det.errors import ConfigError
 
 from detectron2.data import MetadataCatalog
@@ -103,37 +105,44 @@ def check_model_arguments(args) -> None:
         raise ConfigError("--analysis needs a dataset's ground truth: it cannot run with --images")
 
 
-def exported_cfg(args):
-    """DATASETS.TEST recorded in the export's meta.json, then --config-file and overrides."""
+def exported_settings(args) -> tuple[list[str], str, str, dict]:
+    """(test sets, output folder, device, meta.json) of an exported model's evaluation: the
+    DATASETS.TEST and device recorded in its meta.json, unless --config-file (YAML or LazyConfig)
+    or the overrides name others."""
     meta = read_meta(args.exported)
+    recorded_device = meta.get("device", "cpu")  # where it was exported (a .pt2 runs only there)
+    if is_lazy_config(args.config_file):
+        run = read_run_config(args, test_only=True)
+        given = any(o.startswith("train.device=") for o in args.opts)
+        names, output_dir = run.test_sets, run.output_dir
+        device = run.device.value if given else recorded_device
+    else:
 
-    def recorded(cfg):
-        cfg.DATASETS.TEST = tuple(meta.get("datasets_test") or ())
-        cfg.MODEL.DEVICE = meta.get("device", "cpu")  # where it was exported (a .pt2 runs only there)
+        def recorded(cfg):
+            cfg.DATASETS.TEST = tuple(meta.get("datasets_test") or ())
+            cfg.MODEL.DEVICE = recorded_device
 
-    def test_sets_only(cfg):
-        if not cfg.DATASETS.TEST:
-            raise ConfigError(
-                f"{args.exported}/meta.json records no DATASETS.TEST: name one (DATASETS.TEST \"('NAME',)\")"
-            )
-        cfg.DATASETS.TRAIN = ()
-
-    cfg = setup_cfg(args.config_file, args.opts, defaults=recorded, extra=test_sets_only)
-    prepare_demo_datasets(cfg)
-    check_dataset_files(cfg)
-    return cfg, meta
+        cfg = setup_cfg(args.config_file, args.opts, defaults=recorded)
+        names, output_dir, device = list(cfg.DATASETS.TEST), cfg.OUTPUT_DIR, cfg.MODEL.DEVICE
+    if not names:
+        raise ConfigError(
+            f"{args.exported}/meta.json records no DATASETS.TEST: name one (DATASETS.TEST \"('NAME',)\")"
+        )
+    prepare_demo_splits(names)
+    check_datasets(names)
+    return names, output_dir, device, meta
 
 
 def evaluate_exported(args) -> dict:
-    cfg, meta = exported_cfg(args)
-    check_device(cfg.MODEL.DEVICE)
-    predictor = load(args.exported, device=cfg.MODEL.DEVICE)
+    names, output_dir, device, meta = exported_settings(args)
+    check_device(device)
+    predictor = load(args.exported, device=device)
     results = {}
-    for name in cfg.DATASETS.TEST:
-        results[name] = evaluate_predictor(predictor, name, Path(cfg.OUTPUT_DIR, "inference", name))
-    report(cfg.OUTPUT_DIR, results, f"exported {meta['format']} model {args.exported}")
+    for name in names:
+        results[name] = evaluate_predictor(predictor, name, Path(output_dir, "inference", name))
+    report(output_dir, results, f"exported {meta['format']} model {args.exported}")
     if args.analysis:
-        analyze(cfg.OUTPUT_DIR, cfg.DATASETS.TEST, args.score_threshold)
+        analyze(output_dir, names, args.score_threshold)
     return results
 
 
@@ -180,9 +189,11 @@ def evaluate(args) -> dict:
 def draw(args) -> list[Path]:
     """The pair's detections on ``--images`` (a folder, an image or a video), drawn, and in
     COCO's results format in ``detections.json``, as ``tools/predict.py`` writes them."""
-    frcn_cfg = setup_cfg(args.config_file, args.opts)
-    predictor = TwoStagePredictor.from_stage1_dir(args.proposals, frcn_cfg)
-    metadata = dataset_metadata(frcn_cfg.DATASETS.TEST[0] if frcn_cfg.DATASETS.TEST else None)
+    run = read_run_config(args, test_only=True)  # YAML or LazyConfig alike
+    predictor = TwoStagePredictor.from_stage1_dir(
+        args.proposals, read_trained_stage(run.cfg, args.config_file)
+    )
+    metadata = dataset_metadata(predictor.dataset_names[0] if predictor.dataset_names else None)
     output = Path(args.output or "vis")
     summary = predict_to_folder(
         predictor,

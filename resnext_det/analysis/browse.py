@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import convert_image_to_rgb, read_image
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from PIL import Image
@@ -135,7 +135,6 @@ def _pooled_recall(records: list[dict]) -> dict:
 
 
 def browse_dataset(
-    cfg,
     dataset_name: str,
     what: str,
     output: str | Path,
@@ -143,6 +142,10 @@ def browse_dataset(
     proposals=None,
     top_k: int = 100,
     worst_first: bool = False,
+    *,
+    training_mapper=None,
+    seed: int = 0,
+    input_format: str = "BGR",
 ) -> BrowseResult:
     """Draw ``num_images`` images of ``dataset_name`` (``what``: one of ``VIEWS``) into
     ``output/<file stem>.png``, a contact sheet of them and ``browse.json``.
@@ -150,9 +153,15 @@ def browse_dataset(
     For "proposals", ``proposals`` is ``image_id -> (boxes, logits)`` best first
     (``resnext_det.proposals.stage1_proposals``); every image's recall of its top ``top_k`` is
     measured, the pooled recall goes to the summary, and ``worst_first`` draws the images of
-    lowest recall (at 0.7, then 0.5) instead of the first ones."""
+    lowest recall (at 0.7, then 0.5) instead of the first ones.
+
+    For "augmented", ``training_mapper`` is the config's training mapper (a YAML or a LazyConfig
+    run's, ``engine.run_config``), run under ``seed`` so that every call draws the same
+    augmentations; ``input_format`` is the colour order of the images it gives."""
     if what not in VIEWS:
         raise ValueError(f"what must be one of {VIEWS}, got {what!r}")
+    if what == "augmented" and training_mapper is None:
+        raise ValueError('what="augmented" draws what training_mapper gives the model: pass it')
     records = DatasetCatalog.get(dataset_name)
     metadata = dataset_metadata(dataset_name)
     output = Path(output)
@@ -178,19 +187,18 @@ def browse_dataset(
                 )
 
             order.sort(key=badness)
-    mapper = DatasetMapper(cfg, is_train=True) if what == "augmented" else None
     pictures = []
-    with seeded_rngs(max(cfg.SEED, 0)):  # the same augmentations on every call
+    with seeded_rngs(max(seed, 0)):  # the same augmentations on every call
         for k in order[:num_images]:
             record, entry = records[k], entries[k]
             if what == "gt":
                 drawn = draw_ground_truth(record, metadata)
             elif what == "augmented":
-                mapped = mapper(dict(record))
+                mapped = training_mapper(dict(record))
                 entry["input_size"] = list(mapped["image"].shape[1:])
                 if "instances" in mapped:
                     entry["input_boxes"] = mapped["instances"].gt_boxes.tensor.round(decimals=2).tolist()
-                drawn = draw_augmented(mapped, metadata, cfg.INPUT.FORMAT)
+                drawn = draw_augmented(mapped, metadata, input_format)
             else:
                 drawn = draw_proposals(record, objects[k], top[k], entry, metadata, top_k)
             target = output / f"{Path(record['file_name']).stem}.png"

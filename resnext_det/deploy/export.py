@@ -21,8 +21,7 @@ import torch
 
 from ..analysis.pictures import category_ids, dataset_metadata
 from ..atomic_files import atomic_write_json
-from ..config import resnext_template_from_cfg
-from ..engine.two_stage import StagePair, build_trained_model, load_stage_pair
+from ..engine.two_stage import StagePair, load_stage_pair
 from ..errors import ExportError, OutputDirError
 from .graph import TwoStageGraph
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, OUTPUT_NAMES, file_sha256, load
@@ -66,16 +65,14 @@ _OPERATOR = re.compile(r"OpOverload\(op='([\w.]+)'|target=torch\.ops\.([\w.]+)|\
 
 def build_graph(pair: StagePair) -> TwoStageGraph:
     """Both trained models (strictly loaded) as one ``TwoStageGraph``, FrozenBN folded."""
-    rpn = build_trained_model(pair.rpn_cfg, f"--rpn {pair.rpn_dir}")
-    fast_rcnn = build_trained_model(pair.fast_rcnn_cfg, f"--fast-rcnn {pair.fast_rcnn_dir}")
-    test = pair.fast_rcnn_cfg.INPUT
+    stage2 = pair.fast_rcnn
     return TwoStageGraph(
-        rpn,
-        fast_rcnn,
-        input_format=test.FORMAT,
-        min_size=test.MIN_SIZE_TEST,
-        max_size=test.MAX_SIZE_TEST,
-        proposal_topk=pair.fast_rcnn_cfg.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST,
+        pair.rpn.build_model(),
+        stage2.build_model(),
+        input_format=stage2.input_format,
+        min_size=stage2.min_size_test,
+        max_size=stage2.max_size_test,
+        proposal_topk=stage2.proposal_topk_test,
     )
 
 
@@ -161,8 +158,8 @@ def write_pt2(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
 
 
 def _metadata(pair: StagePair, graph: TwoStageGraph, fmt: str, model_file: Path) -> dict:
-    frcn = pair.fast_rcnn_cfg
-    datasets = list(frcn.DATASETS.TEST) or list(frcn.DATASETS.TRAIN)
+    frcn = pair.fast_rcnn
+    datasets = frcn.dataset_names
     metadata = dataset_metadata(datasets[0] if datasets else None)
     classes = list(
         getattr(metadata, "thing_classes", None) or [f"class_{i}" for i in range(graph.num_classes)]
@@ -184,8 +181,8 @@ def _metadata(pair: StagePair, graph: TwoStageGraph, fmt: str, model_file: Path)
             "scores": "(N,) float32, best first",
             "classes": "(N,) int64, indices into classes",
         },
-        "model_input_format": frcn.INPUT.FORMAT,
-        "test_size": {"min": frcn.INPUT.MIN_SIZE_TEST, "max": frcn.INPUT.MAX_SIZE_TEST},
+        "model_input_format": frcn.input_format,
+        "test_size": {"min": frcn.min_size_test, "max": frcn.max_size_test},
         "score_threshold": graph.score_thresh,
         "nms_threshold": graph.nms_thresh,
         "detections_per_image": graph.detections_per_image,
@@ -196,21 +193,22 @@ def _metadata(pair: StagePair, graph: TwoStageGraph, fmt: str, model_file: Path)
         },
         "classes": classes,
         "category_ids": category_ids(metadata),
-        "datasets_test": list(frcn.DATASETS.TEST),
+        "datasets_test": list(frcn.test_sets),
         "template": {
-            "rpn": resnext_template_from_cfg(pair.rpn_cfg).asdict(),
-            "fast_rcnn": resnext_template_from_cfg(frcn).asdict(),
+            name: stage.template.asdict() if stage.template else None
+            for name, stage in (("rpn", pair.rpn), ("fast_rcnn", frcn))
         },
         "opset": ONNX_OPSET if fmt == "onnx" else None,
-        "device": frcn.MODEL.DEVICE,
+        "device": frcn.device,
         "sources": {
-            stage: {
+            name: {
                 "dir": str(Path(directory).resolve()),
-                "weights": str(Path(cfg.MODEL.WEIGHTS).resolve()),
-                "sha256": file_sha256(cfg.MODEL.WEIGHTS),
+                "config": stage.kind,
+                "weights": str(Path(stage.weights).resolve()),
+                "sha256": file_sha256(stage.weights),
             }
-            for stage, cfg, directory in (
-                ("rpn", pair.rpn_cfg, pair.rpn_dir),
+            for name, stage, directory in (
+                ("rpn", pair.rpn, pair.rpn_dir),
                 ("fast_rcnn", frcn, pair.fast_rcnn_dir),
             )
         },

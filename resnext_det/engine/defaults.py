@@ -24,7 +24,7 @@ from ..data.voc import VOCBothMetricsEvaluator
 from ..errors import ConfigError
 from ..proposals.mapper import build_store_test_loader, build_store_train_loader
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
-from .tta import FastRCNNWithTTA
+from .tta import TTASettings, with_test_augmentation
 from .validation import validation_hooks
 
 __all__ = ["DetectionRecipe", "apply_deterministic_mode", "merge_config", "setup_cfg", "trainer_from_yaml"]
@@ -69,8 +69,9 @@ def merge_config(cfg: CfgNode, config_file: str, opts: list[str] | None = None) 
         raise ConfigError(f"config file {config_file!r} does not exist")
     if str(config_file).endswith(".py"):
         raise ConfigError(
-            f"config file {config_file} is a LazyConfig (.py): tools/train_rpn.py, train_fast_rcnn.py and "
-            "eval_coco.py (evaluation) take those; this needs a YAML config (the twin in configs/)"
+            f"config file {config_file} is a LazyConfig (.py): the detection tools take those; "
+            "pretraining (tools/pretrain_imagenet.py, train_cifar.py) reads YAML configs only "
+            "(configs/ImageNet, configs/CIFAR)"
         )
     try:
         if config_file:
@@ -180,24 +181,11 @@ class DetectionRecipe(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         """detectron2's evaluation; with ``TEST.AUG.ENABLED``, of the model under test-time
-        augmentation (``engine.tta``: a Fast R-CNN on precomputed proposals; an end-to-end
-        Faster R-CNN through detectron2's ``GeneralizedRCNNWithTTA``)."""
-        if cfg.TEST.AUG.ENABLED:
-            model = cls.with_tta(cfg, model)
+        augmentation (``engine.tta.with_test_augmentation``)."""
+        aug = TTASettings.from_yaml(cfg)
+        if aug is not None:
+            model = with_test_augmentation(model, aug, cfg.INPUT.FORMAT)
         return super().test(cfg, model, evaluators)
-
-    @staticmethod
-    def with_tta(cfg, model):
-        if cfg.MODEL.META_ARCHITECTURE == "ProposalNetwork":
-            raise ConfigError(
-                "TEST.AUG.ENABLED applies to detectors: stage 1 (an RPN) has no test-time augmentation; "
-                "enable it for stage 2 (tools/eval_coco.py) instead"
-            )
-        if cfg.MODEL.LOAD_PROPOSALS:
-            return FastRCNNWithTTA(cfg, model)
-        from detectron2.modeling import GeneralizedRCNNWithTTA
-
-        return GeneralizedRCNNWithTTA(cfg, model)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

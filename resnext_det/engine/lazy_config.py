@@ -52,6 +52,11 @@ YAML_TO_LAZY_KEYS = {
     "TEST.VAL_LOSS_PERIOD": "train.val_loss_period",
     "TEST.BEST_METRIC": "train.best_metric",
     "DETERMINISTIC": "train.deterministic",
+    "TEST.FOLD_FROZEN_BN": "train.fold_frozen_bn",
+    "TEST.AUG.ENABLED": "train.test_aug.enabled",
+    "TEST.AUG.MIN_SIZES": "train.test_aug.min_sizes",
+    "TEST.AUG.MAX_SIZE": "train.test_aug.max_size",
+    "TEST.AUG.FLIP": "train.test_aug.flip",
 }
 
 #: What every tool reads from a LazyConfig file; training also needs the optimizer and schedule.
@@ -90,9 +95,13 @@ _VALUE_TYPES = {
     "train.val_loss_period": (int, "an integer (0: no validation loss)"),
     "train.best_metric": (str, 'a metric key such as "bbox/AP", or "" for the default'),
     "train.deterministic": (bool, "true or false"),
+    "train.fold_frozen_bn": (bool, "true or false"),
+    "train.test_aug.enabled": (bool, "true or false"),
+    "train.test_aug.max_size": (int, "a positive integer"),
+    "train.test_aug.flip": (bool, "true or false"),
     "dataloader.train.total_batch_size": (int, "a positive integer"),
 }
-_POSITIVE = {"train.max_iter", "train.checkpointer.period", "train.log_period"}
+_POSITIVE = {"train.max_iter", "train.checkpointer.period", "train.log_period", "train.test_aug.max_size"}
 _POSITIVE.add("dataloader.train.total_batch_size")
 
 _ABSENT = object()

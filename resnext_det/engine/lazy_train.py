@@ -33,6 +33,7 @@ from ..config import channels_last_for
 from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
+from ..layers.frozen_bn import fold_frozen_batchnorm
 from ..proposals.handoff import write_stage1_proposals
 from .defaults import apply_deterministic_mode
 from .lazy_config import (
@@ -42,7 +43,9 @@ from .lazy_config import (
     with_test_dataset,
 )
 from .stages import results_by_dataset
+from .trained_stage import test_input_format
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
+from .tta import TTASettings, with_test_augmentation
 from .validation import metric_and_mode, run_validation_hooks
 
 __all__ = [
@@ -214,6 +217,8 @@ def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "
         SafeDetectionCheckpointer(model, save_dir=cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=resume
         )
+        if cfg.train.get("fold_frozen_bn", True):  # as TEST.FOLD_FROZEN_BN for a YAML evaluation
+            fold_frozen_batchnorm(model)
         return model, evaluate_lazy(cfg, model)
     trainer = trainer_from_lazy(cfg, path)
     trainer.resume_or_load(resume=resume)
@@ -222,7 +227,12 @@ def train_lazy(cfg, resume: bool = False, eval_only: bool = False, path: str = "
 
 def evaluate_lazy(cfg, model) -> dict:
     """{dataset: results} of ``dataloader.evaluator`` on each of ``dataloader.test``'s datasets,
-    one at a time (COCOEvaluator's files in ``train.output_dir/inference/<dataset>``)."""
+    one at a time (COCOEvaluator's files in ``train.output_dir/inference/<dataset>``); with
+    ``train.test_aug.enabled``, of the model under test-time augmentation, as a YAML run's
+    ``TEST.AUG.ENABLED``."""
+    aug = TTASettings.from_lazy(cfg)
+    if aug is not None:
+        model = with_test_augmentation(model, aug, test_input_format(cfg), key="train.test_aug.enabled")
     results = {}
     for name in loader_dataset_names(cfg, "test"):
         one = with_test_dataset(cfg, name, os.path.join(cfg.train.output_dir, "inference", name))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from detectron2.config import instantiate
+from detectron2.data import DatasetMapper
 from detectron2.engine import DefaultTrainer
 from detectron2.modeling.meta_arch import ProposalNetwork
 
@@ -93,6 +95,22 @@ class YamlRun:
     def dump_proposals(self, model):
         return dump_proposals(self.cfg, model)
 
+    @property
+    def train_sets(self) -> list[str]:
+        return list(self.cfg.DATASETS.TRAIN)
+
+    def training_mapper(self):
+        """detectron2's ``DatasetMapper`` with the config's training augmentations (``INPUT.*``)."""
+        return DatasetMapper(self.cfg, is_train=True)
+
+    @property
+    def seed(self) -> Setting:
+        return Setting("SEED", self.cfg.SEED)
+
+    @property
+    def input_format(self) -> str:
+        return self.cfg.INPUT.FORMAT
+
 
 class LazyRun:
     """A LazyConfig file (``load_tool_lazy_config``: checked overrides, datasets registered)."""
@@ -141,6 +159,25 @@ class LazyRun:
 
     def dump_proposals(self, model):
         return dump_lazy_proposals(self.cfg, model)
+
+    @property
+    def train_sets(self) -> list[str]:
+        return loader_dataset_names(self.cfg, "train") if "train" in self.cfg.dataloader else []
+
+    def training_mapper(self):
+        """``dataloader.train.mapper``, instantiated."""
+        if "train" not in self.cfg.dataloader:
+            raise ConfigError(f"{self.path} has no dataloader.train: its training inputs cannot be drawn")
+        return instantiate(self.cfg.dataloader.train.mapper)
+
+    @property
+    def seed(self) -> Setting:
+        """The training stream's seed (what ``SEED`` is for a YAML run's data)."""
+        return Setting("dataloader.train.seed", self.cfg.dataloader.get("train", {}).get("seed", 0))
+
+    @property
+    def input_format(self) -> str:
+        return self.cfg.dataloader.get("train", self.cfg.dataloader.test).mapper.get("image_format", "BGR")
 
 
 def _not_stage1(path: str, built: str, configs: str) -> ConfigError:

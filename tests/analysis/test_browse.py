@@ -15,7 +15,7 @@ from resnext_det.proposals.convert import pickle_to_store
 import numpy as np
 import pytest
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.evaluation.coco_evaluation import _evaluate_box_proposals
 from detectron2.structures import Boxes, Instances
 from PIL import Image
@@ -105,14 +105,12 @@ def test_each_object_gets_one_proposal():
 @pytest.mark.parametrize("source", ["pickle", "store"])
 def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
     """From stage 1's store, and from detectron2's pickle converted into one (the same numbers)."""
-    cfg = browse_cfg(tiny_dataset)
     folder, name = tiny_dataset["store"], tiny_dataset["name"]
     if source == "pickle":
         folder = tmp_path / "converted"
         pickle_to_store(tiny_dataset["pickle"] / f"proposals_{name}.pkl", folder / f"proposals_{name}", name)
     lookup = stage1_proposals(str(folder), name)
-    result = browse_dataset(cfg, tiny_dataset["name"], "proposals", tmp_path, proposals=lookup, top_k=2,
-                            worst_first=True)  # fmt: skip
+    result = browse_dataset(name, "proposals", tmp_path, proposals=lookup, top_k=2, worst_first=True)
     by_id = {e["image_id"]: e for e in result.images}
     # top 2 of image 1: A (IoU 1) and the shifted B (0.43): 1 of 3 at 0.5 and at 0.7
     assert by_id[1]["iou"] == pytest.approx([1.0, 24 / 56, 0.0], abs=1e-4)
@@ -132,11 +130,10 @@ def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
 def test_pooled_recall_is_detectron2s(tiny_dataset, tmp_path):
     """detectron2's proposal evaluation (what stage 1 logs as box_proposals/AR@k) gives the same
     recalls at 0.5 and 0.7 on the same top-k."""
-    cfg = browse_cfg(tiny_dataset)
     lookup = stage1_proposals(str(tiny_dataset["store"]), tiny_dataset["name"])
     for top_k in (1, 2, 3):
         name = tiny_dataset["name"]
-        ours = browse_dataset(cfg, name, "proposals", tmp_path, 1, proposals=lookup, top_k=top_k).summary
+        ours = browse_dataset(name, "proposals", tmp_path, 1, proposals=lookup, top_k=top_k).summary
         predictions = []
         for image_id in IMAGES:
             boxes, logits = lookup(image_id)
@@ -152,7 +149,9 @@ def test_augmented_inputs_are_the_mappers(tiny_dataset, tmp_path):
     """No flip, shorter side to 400: the boxes drawn are the annotations times 2.5."""
     cfg = browse_cfg(tiny_dataset, "INPUT.RANDOM_FLIP", "none", "INPUT.MIN_SIZE_TRAIN", "(400,)",
                      "INPUT.MAX_SIZE_TRAIN", "1000")  # fmt: skip
-    result = browse_dataset(cfg, tiny_dataset["name"], "augmented", tmp_path, num_images=1)
+    result = browse_dataset(tiny_dataset["name"], "augmented", tmp_path, num_images=1,
+                            training_mapper=DatasetMapper(cfg, is_train=True), seed=cfg.SEED,
+                            input_format=cfg.INPUT.FORMAT)  # fmt: skip
     entry = result.images[0]
     assert entry["input_size"] == [400, 500]
     expected = [[2.5 * v for v in box] for box, _ in IMAGES[1]["objects"]]

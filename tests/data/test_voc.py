@@ -23,7 +23,6 @@ from tool_runs import run_tool
 pytestmark = pytest.mark.both_builds
 
 
-
 def write_voc(demo_root: Path, target: Path, split: str = "val") -> Path:
     """The demo's COCO split as a VOC folder: <target>/{Annotations,JPEGImages,ImageSets/Main}."""
     coco = json.loads((demo_root / "annotations" / f"{split}.json").read_text())

@@ -21,7 +21,6 @@ from exported_models import EXACT_SIZES, INEXACT_SIZE, assert_same_detections, e
 pytestmark = pytest.mark.slow
 
 
-
 def images(*sizes):
     return [np.random.default_rng(sum(s)).integers(0, 256, size=(*s, 3), dtype=np.uint8) for s in sizes]
 

@@ -34,7 +34,7 @@ def test_graph_folds_frozen_bn_and_keeps_the_stage_settings(pair):
 @pytest.mark.parametrize("size", [(128, 160), (256, 300)])
 def test_eager_graph_equals_two_stage_predictor(pair, size):
     graph = build_graph(pair)
-    predictor = TwoStagePredictor(pair.rpn_cfg, pair.fast_rcnn_cfg)
+    predictor = TwoStagePredictor(pair.rpn, pair.fast_rcnn)
     image = np.random.default_rng(sum(size)).integers(0, 256, size=(*size, 3), dtype=np.uint8)
     expected = predictor(image)
     with torch.no_grad():
@@ -47,9 +47,7 @@ def test_eager_graph_equals_two_stage_predictor(pair, size):
 
 def test_graph_refuses_what_it_cannot_represent(pair):
     from resnext_det.deploy.graph import TwoStageGraph
-    from resnext_det.engine.two_stage import build_trained_model
 
-    rpn = build_trained_model(pair.rpn_cfg)
-    fast_rcnn = build_trained_model(pair.fast_rcnn_cfg)
+    rpn, fast_rcnn = pair.rpn.build_model(), pair.fast_rcnn.build_model()
     with pytest.raises(ConfigError, match="INPUT.FORMAT must be RGB or BGR"):
         TwoStageGraph(rpn, fast_rcnn, input_format="YUV-BT.601", min_size=256, max_size=384, proposal_topk=10)

@@ -182,9 +182,12 @@ def test_eval_of_an_export_on_its_recorded_dataset_and_on_a_dataset_flag(onnx_di
                   "--dataset", "mine", str(demo_root / "annotations" / "val.json"), str(demo_root / "val"),
                   "DATASETS.TEST", "('mine',)", "OUTPUT_DIR", str(tmp_path / "b"))  # fmt: skip
     assert by_flag.returncode == 0, by_flag.stderr[-3000:]
-    a = json.loads((tmp_path / "a" / "coco_eval.json").read_text())
-    b = json.loads((tmp_path / "b" / "coco_eval.json").read_text())
-    assert list(a) == ["resnext_demo_val"] and list(b) == ["mine"]
-    assert a["resnext_demo_val"]["bbox"] == b["mine"]["bbox"]  # the same images and annotations
+    lazy = run("tools/eval_coco.py", "--exported", str(onnx_dir), "--config-file",
+               "configs/lazy/demo/fast_rcnn_tiny_C4.py", f"train.output_dir={tmp_path / 'c'}")  # fmt: skip
+    assert lazy.returncode == 0, lazy.stderr[-3000:]
+    a, b, c = (json.loads((tmp_path / k / "coco_eval.json").read_text()) for k in "abc")
+    assert list(a) == ["resnext_demo_val"] and list(b) == ["mine"] and list(c) == ["resnext_demo_val"]
+    # the same images and annotations: named by the flag, or by a LazyConfig's test loader
+    assert a["resnext_demo_val"]["bbox"] == b["mine"]["bbox"] == c["resnext_demo_val"]["bbox"]
     assert "[exported onnx model" in recorded.stdout
     assert (tmp_path / "a" / "inference" / "resnext_demo_val" / "coco_instances_results.json").is_file()

@@ -45,24 +45,6 @@ def test_train_rpn_as_a_local_submitit_job_on_two_processes(tmp_path):
     assert list((tmp_path / "jobs").glob("*/*_log.out"))  # submitit's per-job logs
 
 
-LAZY_CONFIG = "configs/lazy/demo/rpn_tiny_C4.py"
-
-
-@pytest.mark.slow  # the same job from a LazyConfig file
-def test_a_lazy_config_as_a_local_submitit_job_on_two_processes(tmp_path):
-    out = tmp_path / "rpn"
-    done = run_tool(
-        "tools/train_rpn.py", "--config-file", LAZY_CONFIG,
-        "--slurm", "--slurm-local", "--slurm-wait", "--slurm-gpus-per-node", "2",
-        "--slurm-folder", str(tmp_path / "jobs" / "%j"), "train.max_iter=4", "model.backbone.norm=BN",
-        f"train.output_dir={out}",
-        env={"DETECTRON2_DATASETS": str(tmp_path / "datasets")},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert (out / "model_final.pth").is_file() and (out / "proposals_resnext_demo_val").is_dir()
-    assert "rank 0 of 2" in (out / "log.txt").read_text()  # one process group of the job's two
-
-
 def test_bad_slurm_arguments_are_one_error():
     done = run_tool(
         "tools/train_rpn.py",

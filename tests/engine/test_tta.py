@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from resnext_det.engine.defaults import DetectionRecipe
-from resnext_det.engine.tta import merge_detections, tta_views
+import dataclasses
+
+from resnext_det.engine.tta import TTASettings, merge_detections, tta_views, with_test_augmentation
 from resnext_det.engine.two_stage import TwoStagePredictor, load_stage_pair
 from resnext_det.errors import ConfigError
 
@@ -16,19 +17,15 @@ from detectron2.structures import Boxes, Instances
 pytestmark = pytest.mark.both_builds
 
 
-def tta_cfg(cfg, sizes, flip: bool):
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.TEST.AUG.ENABLED, cfg.TEST.AUG.MIN_SIZES, cfg.TEST.AUG.FLIP = True, tuple(sizes), flip
-    cfg.TEST.AUG.MAX_SIZE = cfg.INPUT.MAX_SIZE_TEST
-    cfg.freeze()
-    return cfg
+def with_tta(stage, sizes, flip: bool):
+    """``stage`` (a ``TrainedStage``) under test-time augmentation at ``sizes``."""
+    aug = TTASettings(tuple(sizes), stage.max_size_test, flip)
+    return dataclasses.replace(stage, test_augmentation=aug)
 
 
-def test_views_and_their_inverse(tiny_stage_dirs):
-    cfg = tta_cfg(load_stage_pair(*tiny_stage_dirs).fast_rcnn_cfg, (100, 200), flip=True)
+def test_views_and_their_inverse():
     image = np.zeros((50, 80, 3), np.uint8)
-    views = tta_views(image, cfg)
+    views = tta_views(image, TTASettings((100, 200), 384, flip=True))
     assert [v.shape[:2] for v, _ in views] == [(100, 160), (100, 160), (200, 320), (200, 320)]
     box = np.array([[10.0, 5.0, 30.0, 20.0]])
     for k, (_, transform) in enumerate(views):
@@ -40,8 +37,8 @@ def test_views_and_their_inverse(tiny_stage_dirs):
 
 
 def test_merge_keeps_one_of_the_same_detection_in_two_views(tiny_stage_dirs):
-    cfg = load_stage_pair(*tiny_stage_dirs).fast_rcnn_cfg
-    views = tta_views(np.zeros((50, 80, 3), np.uint8), tta_cfg(cfg, (100,), flip=True))
+    box_predictor = load_stage_pair(*tiny_stage_dirs).fast_rcnn.build_model().roi_heads.box_predictor
+    views = tta_views(np.zeros((50, 80, 3), np.uint8), TTASettings((100,), 384, flip=True))
     found = []
     for _, transform in views:  # a box of class 1 seen in both views, a little more sure in one
         view_box = transform.apply_box(np.array([[10.0, 5.0, 30.0, 20.0]]))
@@ -50,17 +47,15 @@ def test_merge_keeps_one_of_the_same_detection_in_two_views(tiny_stage_dirs):
         instances.scores = torch.tensor([0.9 if not found else 0.6])
         instances.pred_classes = torch.tensor([1])
         found.append(instances)
-    merged = merge_detections(found, [t for _, t in views], (50, 80), cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg)
+    merged = merge_detections(found, [t for _, t in views], (50, 80), box_predictor)
     assert len(merged) == 1 and merged.scores.tolist() == pytest.approx([0.9])
     assert merged.pred_boxes.tensor.tolist()[0] == pytest.approx([10.0, 5.0, 30.0, 20.0], abs=1e-4)
 
 
 def test_one_view_without_flip_is_the_plain_predictor(tiny_stage_dirs):
     pair = load_stage_pair(*tiny_stage_dirs)
-    plain = TwoStagePredictor(pair.rpn_cfg, pair.fast_rcnn_cfg)
-    tta = TwoStagePredictor(
-        pair.rpn_cfg, tta_cfg(pair.fast_rcnn_cfg, (pair.fast_rcnn_cfg.INPUT.MIN_SIZE_TEST,), False)
-    )
+    plain = TwoStagePredictor(pair.rpn, pair.fast_rcnn)
+    tta = TwoStagePredictor(pair.rpn, with_tta(pair.fast_rcnn, (pair.fast_rcnn.min_size_test,), False))
     image = np.random.default_rng(0).integers(0, 255, (120, 150, 3), dtype=np.uint8)
     a, b = plain(image), tta(image)
     assert len(a) > 0 and len(a) == len(b)
@@ -70,7 +65,7 @@ def test_one_view_without_flip_is_the_plain_predictor(tiny_stage_dirs):
 
 def test_with_flip_a_mirrored_image_gives_mirrored_detections(tiny_stage_dirs):
     pair = load_stage_pair(*tiny_stage_dirs)
-    tta = TwoStagePredictor(pair.rpn_cfg, tta_cfg(pair.fast_rcnn_cfg, (128,), flip=True))
+    tta = TwoStagePredictor(pair.rpn, with_tta(pair.fast_rcnn, (128,), flip=True))
     image = np.random.default_rng(1).integers(0, 255, (120, 150, 3), dtype=np.uint8)
     a, b = tta(image), tta(np.ascontiguousarray(image[:, ::-1]))
     mirrored = b.pred_boxes.tensor.clone()
@@ -91,6 +86,6 @@ def test_with_flip_a_mirrored_image_gives_mirrored_detections(tiny_stage_dirs):
 
 
 def test_an_rpn_has_no_tta(tiny_stage_dirs):
-    cfg = tta_cfg(load_stage_pair(*tiny_stage_dirs).rpn_cfg, (128,), flip=False)
+    rpn = load_stage_pair(*tiny_stage_dirs).rpn.build_model()
     with pytest.raises(ConfigError, match="stage 1 \\(an RPN\\) has no test-time augmentation"):
-        DetectionRecipe.with_tta(cfg, None)
+        with_test_augmentation(rpn, TTASettings((128,), 384, flip=False), "RGB")

@@ -102,8 +102,9 @@ def tool_cases(demo: str, cifar_root: str = MISSING):
         ),
         # browse_dataset.py builds no model: only keys that it reads can be wrong
         "browse_dataset.py": st.one_of(
-            st.one_of(unknown_keys, st.sampled_from([["SOLVER.IMS_PER_BATCH", "x"], ["INPUT.FORMAT", "1"]]))
-            .map(lambda o: [*rpn[:2], "--output", f"{MISSING}/browse", *o]),
+            st.one_of(
+                unknown_keys, st.sampled_from([["SOLVER.IMS_PER_BATCH", "x"], ["INPUT.FORMAT", "1"]])
+            ).map(lambda o: [*rpn[:2], "--output", f"{MISSING}/browse", *o]),
             st.sampled_from(
                 [
                     ["--config-file", MISSING],

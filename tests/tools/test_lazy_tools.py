@@ -129,8 +129,81 @@ def test_stage1_refuses_a_detector(tmp_path):
 
 
 def test_a_yaml_only_tool_names_the_tools_that_take_a_lazy_config(tmp_path):
-    images = ["--proposals", str(tmp_path), "--images", str(tmp_path)]
-    lazy_frcn = ["--config-file", "configs/lazy/demo/fast_rcnn_tiny_C4.py"]
-    result = run_tool("tools/eval_coco.py", *lazy_frcn, *images)
+    lazy = ["--config-file", "configs/lazy/demo/rpn_tiny_C4.py"]
+    result = run_tool("tools/pretrain_imagenet.py", *lazy, "OUTPUT_DIR", str(tmp_path / "out"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "is a LazyConfig (.py): tools/train_rpn.py" in result.stderr.strip().splitlines()[-1]
+    message = result.stderr.strip().splitlines()[-1]
+    assert "is a LazyConfig (.py): the detection tools take those; pretraining" in message, message
+
+
+def test_lazy_stages_run_wherever_yaml_stages_run(tiny_pipeline, tmp_path):
+    """The LazyConfig block's stages (the same weights as the YAML block's) through the tools that
+    run stages outside training: predict.py and eval_coco.py --images give the YAML pair's
+    detections, browse_dataset.py draws the same training inputs, and train.test_aug evaluates
+    as TEST.AUG does. (The exporter reads a LazyConfig stage in tests/deploy: ``onnx_dir``.)"""
+    yaml, lazy, run = tiny_pipeline.yaml, tiny_pipeline.lazy, tiny_pipeline.run
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in sorted((tiny_pipeline.root / "datasets" / "resnext_demo" / "val").glob("*.png"))[:2]:
+        (images / source.name).write_bytes(source.read_bytes())
+    every = ["--input", str(images), "--score-threshold", "0", "--no-progress"]
+
+    def detections(folder):
+        found = json.loads((folder / "detections.json").read_text())
+        return sorted(found, key=lambda d: (d["file_name"], -d["score"], d["bbox"]))
+
+    for kind, root in (("yaml", yaml), ("lazy", lazy)):
+        ok(run("tools/predict.py", "--rpn", str(root / "rpn"), "--fast-rcnn", str(root / "frcn"), *every,
+               "--output", str(tmp_path / kind)))  # fmt: skip
+    assert len(detections(tmp_path / "yaml")) > 0
+    assert detections(tmp_path / "lazy") == detections(tmp_path / "yaml")
+
+    lazy_frcn = tiny_pipeline.commands["lazy"][2][1:5]  # --config-file CONFIG --proposals RPN_DIR
+    settings = ["model.backbone.norm=BN", "model.roi_heads.box_predictor.test_score_thresh=0.0"]
+    weights = f"train.init_checkpoint={lazy / 'frcn' / 'model_final.pth'}"
+    drawn = tmp_path / "drawn"
+    ok(run("tools/eval_coco.py", *lazy_frcn, "--images", str(images), "--output", str(drawn),
+           "--score-threshold", "0", *settings, weights))  # fmt: skip
+    assert detections(drawn) == detections(tmp_path / "yaml")
+
+    pytorch = json.loads((lazy / "eval" / "coco_eval.json").read_text())["resnext_demo_val"]["bbox"]
+
+    browsed = {}
+    for kind, config in (
+        ("yaml", "configs/demo/rpn_tiny_C4.yaml"),
+        ("lazy", "configs/lazy/demo/rpn_tiny_C4.py"),
+    ):
+        out = tmp_path / f"browse_{kind}"
+        ok(run("tools/browse_dataset.py", "--config-file", config, "--what", "augmented", "--dataset-name",
+               "resnext_demo_val", "--num-images", "3", "--output", str(out)))  # fmt: skip
+        browsed[kind] = [
+            {k: e[k] for k in ("file_name", "input_size", "input_boxes")}
+            for e in json.loads((out / "browse.json").read_text())["images"]
+            if "picture" in e  # the drawn ones
+        ]
+    assert len(browsed["yaml"]) == 3 and browsed["lazy"] == browsed["yaml"]
+
+    yaml_frcn = tiny_pipeline.commands["yaml"][2][1:5]
+    yaml_tta = ["TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(224,)", "TEST.AUG.MAX_SIZE", "384"]
+    lazy_tta = [
+        "train.test_aug.enabled=true",
+        "train.test_aug.min_sizes=[224]",
+        "train.test_aug.max_size=384",
+    ]
+    yaml_settings = ["MODEL.RESNEXT.NORM", "BN", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+                     "MODEL.WEIGHTS", str(yaml / "frcn" / "model_final.pth")]  # fmt: skip
+    ok(
+        run(
+            "tools/eval_coco.py",
+            *yaml_frcn,
+            *yaml_settings,
+            *yaml_tta,
+            "OUTPUT_DIR",
+            str(tmp_path / "tta_yaml"),
+        )
+    )
+    ok(run("tools/eval_coco.py", *lazy_frcn, *settings, weights, *lazy_tta,
+           f"train.output_dir={tmp_path / 'tta_lazy'}"))  # fmt: skip
+    tta = {k: json.loads((tmp_path / f"tta_{k}" / "coco_eval.json").read_text()) for k in ("yaml", "lazy")}
+    assert tta["lazy"] == tta["yaml"]
+    assert tta["lazy"]["resnext_demo_val"]["bbox"] != pytorch  # the flipped view changed the detections
