@@ -10,11 +10,13 @@ import inspect
 from pathlib import Path
 
 from resnext_det import add_resnext_config, add_two_stage_config
+from resnext_det.engine.lazy_train import scale_to_processes
 from resnext_det.engine.trained_stage import read_trained_stage
 
 import pytest
 import torch
 from detectron2.config import LazyConfig, get_cfg, instantiate
+from detectron2.engine import DefaultTrainer
 from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 
@@ -89,6 +91,19 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
         }
     if cfg.SEED >= 0:  # the demo's fixed seed: model initialisation and data stream
         assert lazy.train.seed == train.seed == cfg.SEED
+    # on other than 8 processes, both scale the batch, lr and schedule alike
+    assert lazy.train.reference_world_size == s.REFERENCE_WORLD_SIZE
+    for processes in (2, 16):
+        ours, theirs = scale_to_processes(lazy, processes), DefaultTrainer.auto_scale_workers(cfg, processes)
+        t = theirs.SOLVER
+        assert ours.dataloader.train.total_batch_size == t.IMS_PER_BATCH
+        assert ours.optimizer.lr == pytest.approx(t.BASE_LR)
+        assert ours.train.max_iter == ours.lr_multiplier.scheduler.num_updates == t.MAX_ITER
+        assert list(ours.lr_multiplier.scheduler.milestones) == list(t.STEPS)
+        assert ours.lr_multiplier.warmup_length * t.MAX_ITER == pytest.approx(t.WARMUP_ITERS, abs=1)
+        assert (ours.train.checkpointer.period, ours.train.eval_period) == (
+            t.CHECKPOINT_PERIOD, theirs.TEST.EVAL_PERIOD,
+        )  # fmt: skip
     # a trained stage of either twin runs the same on plain images (predict.py, the exporter):
     # every setting read_trained_stage reads, the architecture and template included
     cfg.MODEL.DEVICE, lazy.train.device = "cpu", "cpu"

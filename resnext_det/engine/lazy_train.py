@@ -14,6 +14,7 @@ detectron2 0.6's ``default_setup`` reads YAML keys only, so ``setup_lazy_run`` d
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -54,6 +55,7 @@ __all__ = [
     "check_lazy_model",
     "lazy_dataset_names",
     "load_tool_lazy_config",
+    "scale_to_processes",
     "setup_lazy_run",
     "train_lazy",
     "trainer_from_lazy",
@@ -142,9 +144,55 @@ def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = Fal
     return cfg
 
 
+def scale_to_processes(cfg, processes: int, path: str = "the config"):
+    """``cfg`` for ``processes`` training processes, by ``train.reference_world_size`` (the twin of
+    ``SOLVER.REFERENCE_WORLD_SIZE``; 0: as written): what detectron2's
+    ``DefaultTrainer.auto_scale_workers`` does to a YAML config. The batch and the learning rate
+    scale with the processes (the linear scaling rule, each process keeps its images), the
+    iterations, the schedule's steps and the checkpoint and evaluation periods inversely; the
+    warm-up, a fraction of the run here, follows. A copy when anything changes."""
+    reference = cfg.train.get("reference_world_size", 0)
+    if not reference or reference == processes:
+        return cfg
+    batch = cfg.dataloader.train.total_batch_size
+    if batch % reference:
+        raise ConfigError(
+            f"{path}: dataloader.train.total_batch_size {batch} is not a multiple of "
+            f"train.reference_world_size {reference}: it cannot be scaled to {processes} processes"
+        )
+    scheduler = cfg.lr_multiplier.get("scheduler", {})
+    if "milestones" not in scheduler or "num_updates" not in scheduler:
+        raise ConfigError(
+            f"{path}: train.reference_world_size {reference} scales the schedule's steps, which it finds in "
+            "lr_multiplier.scheduler.milestones / num_updates (a WarmupParamScheduler of a "
+            "MultiStepParamScheduler, as configs/lazy/common/c4.py); set train.reference_world_size=0 to "
+            "train as written"
+        )
+    scale = processes / reference
+    cfg = copy.deepcopy(cfg)
+    cfg.dataloader.train.total_batch_size = int(round(batch * scale))
+    cfg.optimizer.lr = cfg.optimizer.lr * scale
+    train = cfg.train
+    train.max_iter = int(round(train.max_iter / scale))
+    train.eval_period = int(round(train.eval_period / scale))
+    train.checkpointer.period = int(round(train.checkpointer.period / scale))
+    scheduler = cfg.lr_multiplier.scheduler
+    scheduler.milestones = [int(round(m / scale)) for m in scheduler.milestones]
+    scheduler.num_updates = train.max_iter
+    train.reference_world_size = processes
+    logger.info(
+        "scaled to %d processes (train.reference_world_size %d): total_batch_size %d, lr %g, max_iter %d, "
+        "steps %s", processes, reference, cfg.dataloader.train.total_batch_size, cfg.optimizer.lr,
+        train.max_iter, list(scheduler.milestones),
+    )  # fmt: skip
+    return cfg
+
+
 def trainer_from_lazy(cfg, path: str = "the config") -> ResNeXtTrainer | ResNeXtAMPTrainer:
     """The engine's trainer (``engine.trainer``) for a LazyConfig: its model, optimizer, loader
-    and schedule instantiated in the order of detectron2's ``lazyconfig_train_net.py``."""
+    and schedule instantiated in the order of detectron2's ``lazyconfig_train_net.py``, scaled to
+    the processes (``scale_to_processes``)."""
+    cfg = scale_to_processes(cfg, comm.get_world_size(), path)
     model = _instantiate_model(cfg, path)
     cfg.optimizer.params.model = model
     try:

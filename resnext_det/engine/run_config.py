@@ -26,6 +26,7 @@ from .lazy_train import (
     dump_lazy_proposals,
     lazy_dataset_names,
     load_tool_lazy_config,
+    scale_to_processes,
     setup_lazy_run,
     train_lazy,
 )
@@ -138,7 +139,9 @@ class LazyRun:
         return self.cfg.train.output_dir
 
     def total_batch(self, processes: int) -> Setting:
-        return Setting("dataloader.train.total_batch_size", self.cfg.dataloader.train.get("total_batch_size"))
+        """The batch the trainer will run: scaled to the processes by ``train.reference_world_size``."""
+        scaled = scale_to_processes(self.cfg, processes, self.path)
+        return Setting("dataloader.train.total_batch_size", scaled.dataloader.train.get("total_batch_size"))
 
     def check_model(self, stage1: bool) -> None:
         """The model built on the meta device (no memory, no time): a wrong argument is named."""

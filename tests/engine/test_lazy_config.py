@@ -135,3 +135,28 @@ def test_stage2_checks_the_model_and_the_coverage(demo_root, tmp_path):
     no_topk = load_lazy_config(FAST_RCNN, ["dataloader.test.mapper.precomputed_proposal_topk=null"])
     with pytest.raises(ConfigError, match="dataloader.test.mapper of .* keeps no precomputed proposals"):
         attach_lazy_proposals(no_topk, str(tmp_path), FAST_RCNN, test_only=True)
+
+
+def test_scaling_to_the_processes_and_what_it_cannot_scale():
+    """train.reference_world_size (8 in the COCO twins): the preflight's batch is the scaled one;
+    a batch that does not divide, or a schedule without steps to scale, is named."""
+    from resnext_det.engine.lazy_train import scale_to_processes
+    from resnext_det.engine.run_config import LazyRun
+
+    path = str(CONFIGS / "lazy" / "rpn_R50_C4.py")
+    run = LazyRun(load_lazy_config(path), path)
+    assert [run.total_batch(n).value for n in (1, 2, 8)] == [2, 4, 16]
+    assert run.cfg.dataloader.train.total_batch_size == 16  # the config itself is left as written
+    uneven = load_lazy_config(path, ["dataloader.train.total_batch_size=12"])
+    with pytest.raises(
+        ConfigError, match="total_batch_size 12 is not a multiple of train.reference_world_size 8"
+    ):
+        scale_to_processes(uneven, 2, path)
+    constant = load_lazy_config(path)
+    constant.lr_multiplier = {
+        "_target_": "fvcore.common.param_scheduler.ConstantParamScheduler",
+        "value": 1.0,
+    }
+    with pytest.raises(ConfigError, match="set train.reference_world_size=0 to train as written"):
+        scale_to_processes(constant, 2, path)
+    assert scale_to_processes(constant, 8, path) is constant  # nothing to scale on 8 processes

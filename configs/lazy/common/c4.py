@@ -196,6 +196,9 @@ train = dict(
     val_loss_period=0,  # TEST.VAL_LOSS_PERIOD: the training losses on the test sets every N iterations
     best_metric="",  # TEST.BEST_METRIC: model_best.pth by this metric ("": bbox/AP, an RPN's AR@100)
     deterministic=False,  # DETERMINISTIC: deterministic kernels, no cuDNN autotuning
+    # SOLVER.REFERENCE_WORLD_SIZE: the schedule is for 8 processes; on others the batch and lr
+    # scale with them, the iterations and steps inversely (resnext_det's scale_to_processes)
+    reference_world_size=8,
     fold_frozen_bn=True,  # TEST.FOLD_FROZEN_BN: FrozenBN folded into the convolutions to evaluate / run
     # TEST.AUG: test-time augmentation (stage 2 and end-to-end models), detectron2's default views
     test_aug=dict(

@@ -41,3 +41,4 @@ def tiny_dataloader(proposal_topk=None):
 train.device = "cpu"
 train.seed = 0
 train.checkpointer.period = 100000
+train.reference_world_size = 0  # the demo's batch is for this machine, on any process count
