@@ -191,3 +191,10 @@ def test_an_earlier_runs_proposal_topk_keys_load_where_they_equal_the_rpns(tmp_p
     expected = r"PROPOSALS\.TEST_POST_NMS_TOPK is 50 but MODEL\.RPN\.POST_NMS_TOPK_TEST is 100: "
     with pytest.raises(ConfigError, match=expected + r".*set MODEL\.RPN\.POST_NMS_TOPK_TEST 50 instead"):
         setup_cfg(str(earlier), ["PROPOSALS.TEST_POST_NMS_TOPK", "50"])
+
+
+def test_without_the_documented_call_detectron2_names_the_missing_key():
+    """docs/troubleshooting.md: a plain ``get_cfg()`` does not know the plugin's keys, and the
+    plugin leaves detectron2's merge as it is, so yacs names the first one it meets."""
+    with pytest.raises(KeyError, match="Non-existent config key: MODEL.RESNEXT"):
+        get_cfg().merge_from_file(get_config_file("COCO-Detection/rpn_X50_32x4d_C4.yaml"))
