@@ -3,6 +3,7 @@
 
   python tools/demo.py                  # about 4 minutes on 2 cores; results in output/demo
   python tools/demo.py --seed 3 --output-dir output/demo_seed3   # another seed of every training stage
+  python tools/demo.py --config-kind lazy --output-dir output/demo_lazy  # the LazyConfig twins
 
 Each stage is one of the project's tools, run as a user runs it (the command is printed first; in
 this process, with the state a child would have):
@@ -20,6 +21,10 @@ this process, with the state a child would have):
 9. ``plot_metrics.py``: the three training runs' curves, overlaid, in ``plots/``;
 10. ``browse_dataset.py --what proposals``: stage 1's val proposals, each image's recall and the
     objects they miss, in ``browse/``.
+
+``--config-kind lazy`` runs the detection stages (3-10) from the LazyConfig twins of their YAML
+configs (``configs/lazy/demo/``, with ``key=value`` overrides); they train the same models, so
+the results are the same (pretraining has YAML configs only).
 
 A stage whose result is already in ``--output-dir`` is kept, so an interrupted demo continues
 where it stopped (a half-trained stage resumes from its last checkpoint); ``--overwrite`` redoes
@@ -46,6 +51,8 @@ from resnext_det.engine.in_process import run_in_process  # noqa: E402
 from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "demo"
+#: The detection stages' configs of each kind (``--config-kind``): the YAML ones and their twins.
+DETECTION_CONFIGS = {"yaml": (CONFIGS, ".yaml"), "lazy": (ROOT / "configs" / "lazy" / "demo", ".py")}
 #: What ``variant.txt`` records, with the seed and the processes ("full, seed 0, 1 process"), so
 #: that a folder of another seed or process count, or of an earlier demo (plain "full": the
 #: configs before 2026-12-05; "full, seed 0": before the process count was recorded), is not
@@ -83,7 +90,31 @@ def parse_args(argv=None):
         type=int,
         help="SEED of the three training stages (default: the configs', 0); docs/demo.md has five",
     )
+    parser.add_argument(
+        "--config-kind",
+        choices=tuple(DETECTION_CONFIGS),
+        default="yaml",
+        help="the detection stages' configs: configs/demo/*.yaml, or their LazyConfig twins in "
+        "configs/lazy/demo/ (the same runs, the same results)",
+    )
     return parser.parse_args(argv)
+
+
+def detection_config(kind: str, stage: str) -> Path:
+    """``stage``'s config ("rpn" or "fast_rcnn") of the demo's template in the ``kind`` of config."""
+    folder, suffix = DETECTION_CONFIGS[kind]
+    return folder / f"{stage}_tiny_C4{suffix}"
+
+
+def overrides(kind: str, weights=None, output=None, seed=None) -> list[str]:
+    """The command line's overrides in the ``kind`` of config: ``KEY VALUE`` pairs, or ``key=value``
+    (a LazyConfig keeps the model's and the data stream's seed apart; YAML's SEED is both)."""
+    if kind == "yaml":
+        pairs = [("MODEL.WEIGHTS", weights), ("OUTPUT_DIR", output), ("SEED", seed)]
+        return [str(w) for key, value in pairs if value is not None for w in (key, value)]
+    keys = [("train.init_checkpoint", weights), ("train.output_dir", output), ("train.seed", seed),
+            ("dataloader.train.seed", seed)]  # fmt: skip
+    return [f"{key}={value}" for key, value in keys if value is not None]
 
 
 class Stage:
@@ -118,6 +149,9 @@ def run_pipeline(args) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     seed = DEFAULT_SEED if args.seed is None else args.seed
     variant = f"{VARIANT}, seed {seed}, {args.num_gpus} process{'es' if args.num_gpus > 1 else ''}"
+    kind = args.config_kind
+    if kind != "yaml":  # a folder of the YAML demo (whose variant.txt says nothing of it) is not kept
+        variant += f", {kind} configs"
     variant_file = out / "variant.txt"
     if variant_file.is_file() and variant_file.read_text().strip() != variant:
         sys.exit(
@@ -126,7 +160,8 @@ def run_pipeline(args) -> dict:
         )
     variant_file.write_text(variant + "\n")
     gpus = ["--num-gpus", str(args.num_gpus)]
-    seeded = [] if args.seed is None else ["SEED", str(args.seed)]
+    seeded = [] if args.seed is None else ["SEED", str(args.seed)]  # pretraining's (YAML)
+    rpn_config, frcn_config = (str(detection_config(kind, s)) for s in ("rpn", "fast_rcnn"))
 
     def resume(stage_dir: Path) -> list[str]:
         """A half-done stage continues (the tools refuse an earlier run's folder otherwise)."""
@@ -149,28 +184,28 @@ def run_pipeline(args) -> dict:
         "convert to detectron2 weights",
         weights,
         ["tools/convert_weights.py", "--source", "pretrain", str(pretrain_dir / "model_final.pth"),
-         str(weights), "--config-file", str(CONFIGS / "fast_rcnn_tiny_C4.yaml")],
+         str(weights), "--config-file", frcn_config],
     )  # fmt: skip
     rpn_dir = out / "rpn"
     stage(
         "stage 1: RPN, then proposals",
         rpn_dir / "proposals_resnext_demo_val",
-        ["tools/train_rpn.py", "--config-file", str(CONFIGS / "rpn_tiny_C4.yaml"), *gpus, *resume(rpn_dir),
-         "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(rpn_dir), *seeded],
+        ["tools/train_rpn.py", "--config-file", rpn_config, *gpus, *resume(rpn_dir),
+         *overrides(kind, weights, rpn_dir, args.seed)],
     )  # fmt: skip
     frcn_dir = out / "fast_rcnn"
-    stage2 = ["--config-file", str(CONFIGS / "fast_rcnn_tiny_C4.yaml"), "--proposals", str(rpn_dir)]
+    stage2 = ["--config-file", frcn_config, "--proposals", str(rpn_dir)]
     stage(
         "stage 2: Fast R-CNN on the proposals",
         frcn_dir / "model_final.pth",
         ["tools/train_fast_rcnn.py", *stage2, *gpus, *resume(frcn_dir),
-         "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(frcn_dir), *seeded],
+         *overrides(kind, weights, frcn_dir, args.seed)],
     )  # fmt: skip
-    final = ["MODEL.WEIGHTS", str(frcn_dir / "model_final.pth")]
+    final = overrides(kind, weights=frcn_dir / "model_final.pth")
     stage(
         "COCO evaluation on the held-out val split",
         out / ANALYSIS / "analysis.json",
-        ["tools/eval_coco.py", *stage2, "--analysis", *final, "OUTPUT_DIR", str(out / "eval")],
+        ["tools/eval_coco.py", *stage2, "--analysis", *final, *overrides(kind, output=out / "eval")],
     )
     _, val_images = generate_demo_dataset()["resnext_demo_val"]
     stage(
@@ -199,7 +234,7 @@ def run_pipeline(args) -> dict:
     stage(
         "stage 1's val proposals and what they miss",
         out / "browse" / "browse.json",
-        ["tools/browse_dataset.py", "--config-file", str(CONFIGS / "rpn_tiny_C4.yaml"), "--what", "proposals",
+        ["tools/browse_dataset.py", "--config-file", rpn_config, "--what", "proposals",
          "--proposals", str(rpn_dir), "--dataset-name", "resnext_demo_val", "--worst-first",
          "--output", str(out / "browse")],  # fmt: skip
     )
