@@ -35,6 +35,7 @@ from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
 from ..layers.frozen_bn import fold_frozen_batchnorm
+from ..layers.norms import resolve_norm
 from ..proposals.handoff import write_stage1_proposals
 from .defaults import apply_deterministic_mode
 from .lazy_config import (
@@ -97,14 +98,25 @@ def check_lazy_model(cfg, path: str) -> torch.nn.Module:
 
 
 def _instantiate_model(cfg, path: str, device: str | None = None) -> torch.nn.Module:
-    """``instantiate(cfg.model)``; a wrong argument in the file is a ``ConfigError`` naming it."""
+    """``instantiate(cfg.model)``; a wrong argument in the file is a ``ConfigError`` naming it.
+    ``model.backbone.norm`` "SyncBN" is resolved for ``train.device`` and the processes
+    (``layers.norms.resolve_norm``) as the YAML builders resolve ``MODEL.RESNEXT.NORM``; the res5
+    head follows the backbone's norm. On the meta device (the preflight's shapes) it is kept."""
+    backbone = cfg.model.get("backbone")
+    norm = backbone.get("norm") if backbone is not None else None
+    resolved = resolve_norm(norm, cfg.train.device) if isinstance(norm, str) and device != "meta" else norm
     try:
+        if resolved != norm:
+            backbone.norm = resolved
         with torch.device(device or "cpu"):
             model = instantiate(cfg.model)
     except ResNeXtDetError:
         raise
     except (TypeError, ValueError, AssertionError) as e:
         raise ConfigError(f"config file {path}: model cannot be built: {type(e).__name__}: {e}") from None
+    finally:  # the config stays as written (it is saved and copied for each evaluation)
+        if resolved != norm:
+            backbone.norm = norm
     if device == "meta":
         return model
     model = model.to(cfg.train.device)

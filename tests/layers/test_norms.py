@@ -27,6 +27,8 @@ def tiny_classifier_cfg(*opts):
 def test_one_process_builds_batch_norm_with_one_warning(monkeypatch):
     from pretrain.engine import build_classifier
     from resnext_det import add_resnext_config, get_config_file
+    from resnext_det.engine.lazy_config import load_lazy_config
+    from resnext_det.engine.lazy_train import _instantiate_model
 
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
@@ -41,8 +43,13 @@ def test_one_process_builds_batch_norm_with_one_warning(monkeypatch):
         cfg.merge_from_file(get_config_file("demo/faster_rcnn_tiny_C4.yaml"))
         cfg.merge_from_list(["MODEL.RESNEXT.NORM", "SyncBN", "MODEL.DEVICE", "cpu"])
         detector = build_model(cfg)
+        lazy = load_lazy_config(
+            str(get_config_file("lazy/demo/fast_rcnn_tiny_C4.py")), ["model.backbone.norm=SyncBN"]
+        )
+        lazy_detector = _instantiate_model(lazy, "x.py")  # the twin: the same fallback
     assert len([w for w in caught if "SyncBN" in str(w.message)]) == 1  # once per process
-    for model in (classifier, detector):
+    assert lazy.model.backbone.norm == "SyncBN"  # the config itself is left as written
+    for model in (classifier, detector, lazy_detector):
         kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
         assert kinds == {torch.nn.BatchNorm2d}
     loss = classifier(torch.randn(4, 3, 32, 32)).sum()  # trains: SyncBatchNorm would refuse the CPU
