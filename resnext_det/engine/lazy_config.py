@@ -28,6 +28,7 @@ __all__ = [
     "YAML_TO_LAZY_KEYS",
     "attach_lazy_proposals",
     "check_lazy_sections",
+    "dataset_mapper",
     "dataset_names",
     "is_lazy_config",
     "load_lazy_config",
@@ -219,6 +220,18 @@ def dataset_names(names) -> list[str]:
 def loader_dataset_names(cfg, loader: str) -> list[str]:
     """The datasets of ``dataloader.<loader>`` ("train" or "test")."""
     return dataset_names(cfg.dataloader[loader].dataset.names)
+
+
+def dataset_mapper(loader, key: str, needs: str = "detectron2's DatasetMapper") -> DictConfig:
+    """A loader node's ``DatasetMapper`` (its ``is_train``, ``augmentations``, ``image_format``),
+    inside the checking and proposal mappers the tools wrap around it; a ``ConfigError`` naming
+    ``key`` (the loader's, e.g. "dataloader.test") and what ``needs`` it if there is none."""
+    node = loader.get("mapper")
+    while node is not None and "is_train" not in node and "mapper" in node:
+        node = node.mapper
+    if node is None or "is_train" not in node:
+        raise ConfigError(f"{needs} needs {key}.mapper to be detectron2's DatasetMapper")
+    return node
 
 
 def with_test_dataset(cfg, name: str, output_dir: str | None = None) -> DictConfig:

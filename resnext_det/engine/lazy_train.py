@@ -40,12 +40,13 @@ from ..proposals.handoff import write_stage1_proposals
 from .defaults import apply_deterministic_mode
 from .lazy_config import (
     attach_lazy_proposals,
+    dataset_mapper,
     load_lazy_config,
     loader_dataset_names,
     with_test_dataset,
 )
 from .stages import results_by_dataset
-from .trained_stage import test_input_format
+from .trained_stage import lazy_input_format
 from .trainer import ResNeXtAMPTrainer, ResNeXtTrainer, RunParts, assemble_trainer
 from .tta import TTASettings, with_test_augmentation
 from .validation import metric_and_mode, run_validation_hooks
@@ -257,15 +258,8 @@ def build_lazy_validation_loader(cfg, name: str):
     proposals) with its ``DatasetMapper`` keeping the annotations (``is_train``, no flip: the
     test augmentations stay)."""
     one = with_test_dataset(cfg, name)
-    node = one.dataloader.test.mapper
-    while "is_train" not in node and "mapper" in node:  # inside the checking / proposal mappers
-        node = node.mapper
-    if "is_train" not in node:
-        raise ConfigError(
-            "train.val_loss_period needs dataloader.test.mapper to be detectron2's DatasetMapper "
-            "(its is_train keeps the annotations the losses need)"
-        )
-    node.is_train = True
+    needs = "train.val_loss_period (its is_train keeps the annotations the losses need)"
+    dataset_mapper(one.dataloader.test, "dataloader.test", needs).is_train = True
     return instantiate(one.dataloader.test)
 
 
@@ -292,7 +286,7 @@ def evaluate_lazy(cfg, model) -> dict:
     ``TEST.AUG.ENABLED``."""
     aug = TTASettings.from_lazy(cfg)
     if aug is not None:
-        model = with_test_augmentation(model, aug, test_input_format(cfg), key="train.test_aug.enabled")
+        model = with_test_augmentation(model, aug, lazy_input_format(cfg), key="train.test_aug.enabled")
     results = {}
     for name in loader_dataset_names(cfg, "test"):
         one = with_test_dataset(cfg, name, os.path.join(cfg.train.output_dir, "inference", name))

@@ -20,7 +20,7 @@ from ..config import check_model_config, uses_channels_last
 from ..errors import ConfigError
 from ..proposals.handoff import attach_proposal_files, checked_proposal_files, dump_proposals
 from .defaults import setup_cfg
-from .lazy_config import attach_lazy_proposals, is_lazy_config, loader_dataset_names
+from .lazy_config import attach_lazy_proposals, dataset_mapper, is_lazy_config, loader_dataset_names
 from .lazy_train import (
     check_lazy_model,
     dump_lazy_proposals,
@@ -180,7 +180,10 @@ class LazyRun:
 
     @property
     def input_format(self) -> str:
-        return self.cfg.dataloader.get("train", self.cfg.dataloader.test).mapper.get("image_format", "BGR")
+        """The training images' colour order (``image_format`` of ``dataloader.train``'s mapper)."""
+        loader, key = (self.cfg.dataloader.train, "dataloader.train") if "train" in self.cfg.dataloader else (
+            self.cfg.dataloader.test, "dataloader.test")  # fmt: skip
+        return dataset_mapper(loader, key, f"{self.path}: drawing its inputs").get("image_format", "BGR")
 
 
 def _not_stage1(path: str, built: str, configs: str) -> ConfigError:

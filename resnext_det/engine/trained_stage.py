@@ -34,7 +34,7 @@ from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
 from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..template import Template
 from .defaults import setup_cfg
-from .lazy_config import load_lazy_config, loader_dataset_names
+from .lazy_config import dataset_mapper, load_lazy_config, loader_dataset_names
 from .tta import TTASettings
 
 __all__ = [
@@ -44,8 +44,8 @@ __all__ = [
     "load_weights_strictly",
     "read_trained_stage",
     "stage_config_kind",
+    "lazy_input_format",
     "stage_files",
-    "test_input_format",
 ]
 
 #: Where each kind of config keeps the settings ``check_stage_pair`` compares (for its errors).
@@ -203,7 +203,7 @@ def _lazy_stage(cfg, source: str) -> TrainedStage:
         architecture=getattr(model_class, "__name__", str(model_class)),
         is_proposal_network=is_rpn,
         takes_proposals=not is_rpn and cfg.model.get("proposal_generator") is None,
-        input_format=test_input_format(cfg, source),
+        input_format=lazy_input_format(cfg, source),
         min_size_test=min_size,
         max_size_test=max_size,
         proposal_topk_test=mapper.get("precomputed_proposal_topk"),
@@ -218,29 +218,22 @@ def _lazy_stage(cfg, source: str) -> TrainedStage:
     )
 
 
-def test_input_format(cfg, source: str = "the config") -> str:
+def lazy_input_format(cfg, source: str = "the config") -> str:
     """The colour order of a LazyConfig's test images (its test ``DatasetMapper``'s
     ``image_format``), as ``INPUT.FORMAT`` is a YAML config's."""
     return _test_mapper(cfg, source).get("image_format", "BGR")  # DatasetMapper's own default
 
 
 def _test_mapper(cfg, source: str):
-    """``dataloader.test``'s ``DatasetMapper`` (inside the proposal and checking mappers that
-    the tools wrap around it)."""
-    node = cfg.dataloader.test.get("mapper")
-    while node is not None and "augmentations" not in node and "mapper" in node:
-        node = node.mapper
-    if node is None or "augmentations" not in node:
-        raise ConfigError(
-            f"{source}: dataloader.test.mapper must be detectron2's DatasetMapper (its augmentations "
-            "give the test size the model runs at on plain images)"
-        )
-    return node
+    """``dataloader.test``'s ``DatasetMapper``: its augmentations give the test size the model
+    runs at on plain images."""
+    return dataset_mapper(cfg.dataloader.test, "dataloader.test", f"{source}: running a trained stage")
 
 
 def _test_size(mapper, source: str) -> tuple[int, int]:
     """(shorter side, longer side at most) of the test mapper's one ``ResizeShortestEdge``."""
-    resizes = [a for a in mapper.augmentations if _located(a.get("_target_")) is T.ResizeShortestEdge]
+    augmentations = mapper.get("augmentations") or []
+    resizes = [a for a in augmentations if _located(a.get("_target_")) is T.ResizeShortestEdge]
     sizes = resizes[0].short_edge_length if len(resizes) == 1 else None
     sizes = [sizes] if isinstance(sizes, int) else list(sizes or [])
     if len(sizes) != 1 or len(set(sizes)) != 1:

@@ -81,8 +81,11 @@ def test_a_lazy_stage_folder_is_read_and_paired(tiny_stage_dirs, lazy_fast_rcnn_
         load_stage_dir(tmp_path / "neither", "--rpn")
 
 
-def test_a_lazy_test_size_must_be_one_resize():
+def test_a_lazy_stage_needs_a_dataset_mapper_with_one_test_size():
     cfg = load_lazy_config(str(get_config_file("lazy/demo/fast_rcnn_tiny_C4.py")), training=False)
     cfg.dataloader.test.mapper.augmentations[0].short_edge_length = [200, 300]
     with pytest.raises(ConfigError, match="one ResizeShortestEdge with one short_edge_length"):
+        read_trained_stage(cfg, "x.py")
+    cfg.dataloader.test.mapper = {"_target_": "builtins.dict"}  # not a DatasetMapper
+    with pytest.raises(ConfigError, match="x.py: running a trained stage needs dataloader.test.mapper to be"):
         read_trained_stage(cfg, "x.py")
