@@ -95,12 +95,14 @@ def test_two_runs_of_the_pipeline_are_identical(tiny_pipeline):
 
 
 @pytest.mark.both_builds  # the trainer's state and --resume differ between the builds
-def test_killed_then_resumed_equals_uninterrupted(tiny_pipeline, tmp_path):
-    reference = tiny_pipeline.yaml / "rpn"
+@pytest.mark.parametrize("kind", ["yaml", "lazy"])  # one engine: the same behaviour from either config
+def test_killed_then_resumed_equals_uninterrupted(kind, tiny_pipeline, tmp_path):
+    reference = getattr(tiny_pipeline, kind) / "rpn"
     out = tmp_path / "killed"
-    rpn = with_output(tiny_pipeline.commands["yaml"][0], out)
+    rpn = with_output(tiny_pipeline.commands[kind][0], out)
     kill_when(rpn, out / "model_0000005.pth", tiny_pipeline.env, cwd=tiny_pipeline.root)
     assert not (out / "model_final.pth").exists()
+    assert ("dataloader:" in (out / "config.yaml").read_text()) == (kind == "lazy")  # LazyConfig's dump
     # what a kill during a later checkpoint write leaves: the temporary file, and (from a copy
     # tool or a file system that lost the tail) a truncated file under a newer final name
     newest = complete_checkpoints(out)[0]
@@ -125,6 +127,9 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_pipeline, tmp_path):
     # they differ after a resume by design; the weights above are the exact check)
     assert losses(out)[11]["lr"] == losses(reference)[11]["lr"]
     assert_same_store(out / "proposals_resnext_demo_val", reference / "proposals_resnext_demo_val")
+    # the optimizer's momentum and the stream's seed are in every checkpoint: what an exact resume needs
+    trainer_state = torch.load(out / "model_0000005.pth", weights_only=True)["trainer"]
+    assert trainer_state["optimizer"]["state"] and trainer_state["stream_seed"] == 0
 
 
 @pytest.mark.both_builds  # the trainer's hooks differ between the builds

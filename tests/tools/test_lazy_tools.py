@@ -2,8 +2,8 @@
 
 * A LazyConfig twin trains exactly what its YAML twin trains: stage 1, stage 2 on its proposals
   and the evaluation give identical weights, proposals, detections and AP.
-* Killed mid-run, a LazyConfig run refuses to restart in its folder without --resume, and with
-  --resume continues from the newest complete checkpoint to the uninterrupted run's weights.
+* Killed mid-run, a LazyConfig run resumes exactly as a YAML run does (one test for both kinds:
+  tests/tools/test_crash_resume.py).
 * Two CPU processes (gloo) share the data and write one proposal store.
 * Mistakes (YAML-style overrides, a missing weights file, a .py config where a YAML one is
   needed) are one paragraph, exit status 1, no traceback.
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 
-from resnext_det.checkpoint.safe_checkpointer import complete_checkpoints
-
 import numpy as np
 import pytest
 import torch
 from pipelines import with_output
-from test_crash_resume import assert_same_store, assert_same_weights, kill_when, with_flag
+from test_crash_resume import assert_same_store, assert_same_weights
 from tool_runs import run_tool
 
 # the LazyConfig runs go through detectron2's LazyConfig, instantiate and trainer, which differ
@@ -59,31 +57,6 @@ def test_a_lazy_twin_trains_and_evaluates_exactly_as_its_yaml_twin(tiny_pipeline
     assert (lazy / "rpn" / "config.yaml").is_file() and "dataloader:" in (
         lazy / "rpn" / "config.yaml"
     ).read_text()
-
-
-def test_a_killed_lazy_run_resumes_to_the_uninterrupted_weights(tiny_pipeline, tmp_path):
-    lazy = tiny_pipeline.lazy
-    out = tmp_path / "killed"
-    rpn = with_output(tiny_pipeline.commands["lazy"][0], out)
-    kill_when(rpn, out / "model_0000005.pth", tiny_pipeline.env, cwd=tiny_pipeline.root)
-    assert not (out / "model_final.pth").exists()
-    newest = complete_checkpoints(out)[0]
-    (out / "model_0000099.pth").write_bytes(newest.read_bytes()[:1000])  # what a kill mid-write leaves
-
-    again = tiny_pipeline.run(*rpn)
-    assert (
-        again.returncode == 1 and "holds an earlier run" in again.stderr and "Traceback" not in again.stderr
-    )
-
-    resumed = ok(tiny_pipeline.run(*with_flag(rpn, "--resume")))
-    start = int(newest.stem.split("_")[1]) + 1
-    assert f"Starting training from iteration {start}" in resumed.stderr + resumed.stdout
-    for name in ("model_0000008.pth", "model_0000011.pth", "model_final.pth"):
-        assert_same_weights(out / name, lazy / "rpn" / name)
-    assert_same_store(out / "proposals_resnext_demo_val", lazy / "rpn" / "proposals_resnext_demo_val")
-    # the optimizer's momentum is in every checkpoint: what an exact resume needs
-    trainer_state = torch.load(out / "model_0000005.pth", weights_only=True)["trainer"]
-    assert trainer_state["optimizer"]["state"] and trainer_state["stream_seed"] == 0
 
 
 def test_a_lazy_run_on_two_cpu_processes(tiny_pipeline, tmp_path):
