@@ -25,7 +25,12 @@ setup(
     package_dir={"resnext_det.configs": "configs"},
     package_data={
         "resnext_det.configs": [
-            "*.yaml", "*/*.yaml", "*/*/*.yaml", "lazy/*.py", "lazy/common/*.py", "lazy/demo/*.py",
+            "*.yaml",
+            "*/*.yaml",
+            "*/*/*.yaml",
+            "lazy/*.py",
+            "lazy/common/*.py",
+            "lazy/demo/*.py",
         ]
     },
     install_requires=[
@@ -47,8 +52,19 @@ setup(
         "deploy": DEPLOY,
         # --slurm on the training tools (submitit submits the job; its local executor tests it)
         "slurm": SLURM,
+        # tools/convert_weights.py --source fb-torch7: the paper's Torch7 models (torchfile parses .t7)
+        "torch7": ["torchfile"],
         # pytest-xdist: make test runs two workers (tests/README.md)
-        "test": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", *DEPLOY, *SLURM],
-        "dev": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", "ruff", *DEPLOY, *SLURM],
+        "test": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", "torchfile", *DEPLOY, *SLURM],
+        "dev": [
+            "pytest>=7",
+            "pytest-xdist>=3.8",
+            "timm",
+            "hypothesis>=6",
+            "torchfile",
+            "ruff",
+            *DEPLOY,
+            *SLURM,
+        ],
     },
 )

@@ -2,12 +2,16 @@
 """Convert an ImageNet classifier checkpoint into detectron2 weights for resnext_det's C4 models.
 
   python tools/convert_weights.py --source torchvision resnext50_32x4d.pth x50_d2.pth
+  python tools/convert_weights.py --source fb-torch7 resnext_50_32x4d.t7 x50_fb.pth
   python tools/convert_weights.py --source pretrain out/x50_in1k/model_final.pth x50_d2.pth \
       --config-file configs/COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml
   # then: MODEL.WEIGHTS x50_d2.pth (with the INPUT.FORMAT / PIXEL_MEAN / PIXEL_STD printed)
 
 Sources: "pretrain" (tools/pretrain_imagenet.py), "torchvision" (resnet50/101/152,
-resnext50_32x4d, resnext101_32x8d, resnext101_64x4d state dicts), "timm" (the same models).
+resnext50_32x4d, resnext101_32x8d, resnext101_64x4d state dicts), "timm" (the same models),
+"fb-torch7" (the paper's own ImageNet models: facebookresearch/ResNeXt's resnext_50_32x4d.t7,
+resnext_101_32x4d.t7, resnext_101_64x4d.t7 and fb.resnet.torch's resnet-50.t7 / resnet-101.t7;
+needs `pip install torchfile`).
 With --config-file the weights must fit the model that config builds, or nothing is written.
 """
 

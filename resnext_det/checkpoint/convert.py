@@ -1,4 +1,5 @@
-"""Convert classifier checkpoints (ours, torchvision, timm) into detectron2 ``MODEL.WEIGHTS`` files.
+"""Convert classifier checkpoints (ours, torchvision, timm, the paper's Torch7 models) into
+detectron2 ``MODEL.WEIGHTS`` files.
 
 The classifier's names are the detector's (``stem``, ``res2``..``res5``): stem..res4 go under
 ``backbone.``, res5 under ``roi_heads.`` (the C4 head), the fc layer is dropped. torchvision's and
@@ -21,6 +22,7 @@ from ..errors import WeightsMismatchError
 from ..modeling.block_forms import detect_block_form
 from ..template import STAGE_BLOCKS
 from .safe_checkpointer import read_checkpoint_file, reads_as_torch_file
+from .torch7 import torch7_state_dict
 
 __all__ = [
     "SOURCES",
@@ -34,7 +36,7 @@ __all__ = [
     "convert_checkpoint",
 ]
 
-SOURCES = ("pretrain", "torchvision", "timm")
+SOURCES = ("pretrain", "torchvision", "timm", "fb-torch7")
 
 # What each source's weights expect as input, and the detectron2 settings that produce it.
 # Pixel values in detectron2 are 0-255, so mean/std are the 0-1 values times 255.
@@ -74,6 +76,10 @@ def load_classifier_state_dict(path: str | Path, source: str) -> tuple[dict, dic
     """(state dict in resnext_det names, metadata) from a checkpoint of the given source."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "fb-torch7":  # the paper's own Torch7 models: torchvision's layout once read
+        if not Path(path).is_file():
+            raise WeightsMismatchError(f"{path} does not exist (expected a Torch7 .t7 model file)")
+        return torchvision_to_resnext_names(torch7_state_dict(path)), {"input": IMAGENET_INPUT}
     obj = read_checkpoint_file(path)
     metadata = dict(obj.get("resnext_det", {})) if isinstance(obj, dict) else {}
     state_dict = _tensor_dict(obj, path)
