@@ -26,7 +26,7 @@ import sys
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.analysis.browse import VIEWS, browse_dataset
 from resnext_det.data.coco import check_datasets
-from resnext_det.data.demo_dataset import DEMO_SPLITS, prepare_demo_splits, register_demo_datasets
+from resnext_det.data.demo_dataset import prepare_demo_splits, register_named_demo_splits
 from resnext_det.engine.cli import add_dataset_argument, exit_on_user_error, register_datasets_from_args
 from resnext_det.engine.run_config import read_run_config
 from resnext_det.errors import ConfigError
@@ -66,8 +66,7 @@ def browse_run(args):
     """The config (YAML or LazyConfig) and the browsed dataset, which alone is generated (if it is
     a demo split) and checked."""
     register_datasets_from_args(args)
-    if args.dataset_name in DEMO_SPLITS:
-        register_demo_datasets()
+    register_named_demo_splits([args.dataset_name])
     run = read_run_config(args, test_only=True)  # neither its optimizer nor its schedule is read
     name = args.dataset_name or next(iter(run.train_sets), "")
     if not name:

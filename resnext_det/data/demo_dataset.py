@@ -185,6 +185,12 @@ def register_demo_datasets(root: str | os.PathLike | None = None) -> list[str]:
     return list(DEMO_SPLITS)
 
 
+def register_named_demo_splits(names) -> None:
+    """``register_demo_datasets`` when ``names`` (a config's datasets) name a demo split."""
+    if any(name in DEMO_SPLITS for name in names):
+        register_demo_datasets()
+
+
 def prepare_demo_datasets(cfg) -> None:
     """The one explicit step that writes the demo data: when ``cfg`` names a demo split, generate
     the splits (if not already there) where its catalog entry points."""

@@ -18,7 +18,7 @@ from fvcore.nn.precise_bn import get_bn_modules
 from .. import compat
 from ..config import add_resnext_config, add_two_stage_config, check_moved_proposal_keys, uses_channels_last
 from ..data.checked_mapper import build_checked_test_loader
-from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
+from ..data.demo_dataset import register_named_demo_splits
 from ..data.train_stream import build_resumable_train_loader
 from ..data.voc import VOCBothMetricsEvaluator
 from ..errors import ConfigError
@@ -48,8 +48,7 @@ def setup_cfg(
     if defaults is not None:
         defaults(cfg)
     merge_config(cfg, config_file, opts)
-    if any(name in DEMO_SPLITS for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)):
-        register_demo_datasets()
+    register_named_demo_splits((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
     if extra is not None:
         extra(cfg)
     cfg.freeze()

@@ -32,6 +32,7 @@ __all__ = [
     "dataset_names",
     "is_lazy_config",
     "load_lazy_config",
+    "located",
     "loader_dataset_names",
     "with_test_dataset",
 ]
@@ -192,15 +193,24 @@ def check_override_key(cfg, key: str, path: str) -> None:
     raise ConfigError(f"command-line override: {path} has no key {key!r}{hint}{known}")
 
 
+def located(target):
+    """A node's ``_target_`` as the callable (a LazyConfig dump names it by its dotted name);
+    None if that name cannot be found."""
+    if not isinstance(target, str):
+        return target
+    from detectron2.utils.registry import locate
+
+    try:
+        return locate(target)
+    except Exception:  # detectron2's locate raises ImportError, pydoc's others
+        return None
+
+
 def _parameters(target) -> dict:
     """The parameters of a node's ``_target_`` (a callable, or its dotted name); {} if unknown."""
-    if isinstance(target, str):
-        from detectron2.utils.registry import locate
-
-        try:
-            target = locate(target)
-        except Exception:
-            return {}
+    target = located(target)
+    if target is None:
+        return {}
     try:
         return dict(inspect.signature(target).parameters)
     except (TypeError, ValueError):

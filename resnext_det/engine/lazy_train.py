@@ -31,7 +31,7 @@ from .. import compat
 from ..atomic_files import atomic_path
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
 from ..config import channels_last_for
-from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
+from ..data.demo_dataset import register_named_demo_splits
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
 from ..layers.frozen_bn import fold_frozen_batchnorm
@@ -71,9 +71,7 @@ def load_tool_lazy_config(args, proposals_dir: str | None = None, test_only: boo
     writing), and with ``proposals_dir`` stage 1's checked proposals attached."""
     training = _is_training(args, test_only)
     cfg = load_lazy_config(args.config_file, args.opts, training=training)
-    names = lazy_dataset_names(cfg, with_train=training)
-    if any(name in DEMO_SPLITS for name in names):
-        register_demo_datasets()
+    register_named_demo_splits(lazy_dataset_names(cfg, with_train=training))
     if proposals_dir is not None:
         attach_lazy_proposals(cfg, proposals_dir, args.config_file, test_only)
     return cfg

@@ -30,11 +30,11 @@ from ..checkpoint.safe_checkpointer import (
     reads_as_torch_file,
 )
 from ..config import resnext_template_from_cfg
-from ..data.demo_dataset import DEMO_SPLITS, register_demo_datasets
+from ..data.demo_dataset import register_named_demo_splits
 from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..template import Template
 from .defaults import setup_cfg
-from .lazy_config import dataset_mapper, load_lazy_config, loader_dataset_names
+from .lazy_config import dataset_mapper, load_lazy_config, loader_dataset_names, located
 from .tta import TTASettings
 
 __all__ = [
@@ -179,17 +179,10 @@ def _yaml_stage(cfg, source: str) -> TrainedStage:
     )
 
 
-def _located(target):
-    """A node's ``_target_`` as the callable (a LazyConfig dump names it as a dotted string)."""
-    if isinstance(target, str):
-        from detectron2.utils.registry import locate
-
-        return locate(target)
-    return target
-
-
 def _lazy_stage(cfg, source: str) -> TrainedStage:
-    model_class = _located(cfg.model._target_)
+    model_class = located(cfg.model._target_)
+    if model_class is None:
+        raise ConfigError(f"{source}: model._target_ {cfg.model._target_!r} cannot be imported")
     is_rpn = isinstance(model_class, type) and issubclass(model_class, ProposalNetwork)
     mapper = _test_mapper(cfg, source)
     min_size, max_size = _test_size(mapper, source)
@@ -233,7 +226,7 @@ def _test_mapper(cfg, source: str):
 def _test_size(mapper, source: str) -> tuple[int, int]:
     """(shorter side, longer side at most) of the test mapper's one ``ResizeShortestEdge``."""
     augmentations = mapper.get("augmentations") or []
-    resizes = [a for a in augmentations if _located(a.get("_target_")) is T.ResizeShortestEdge]
+    resizes = [a for a in augmentations if located(a.get("_target_")) is T.ResizeShortestEdge]
     sizes = resizes[0].short_edge_length if len(resizes) == 1 else None
     sizes = [sizes] if isinstance(sizes, int) else list(sizes or [])
     if len(sizes) != 1 or len(set(sizes)) != 1:
@@ -292,6 +285,5 @@ def load_stage_dir(
     cfg = load_lazy_config(str(config), opts or [], training=False)
     cfg.train.init_checkpoint, cfg.train.device = str(weights), device
     stage = read_trained_stage(cfg, source)
-    if any(name in DEMO_SPLITS for name in (*stage.test_sets, *stage.train_sets)):
-        register_demo_datasets()
+    register_named_demo_splits((*stage.test_sets, *stage.train_sets))
     return stage

@@ -89,3 +89,6 @@ def test_a_lazy_stage_needs_a_dataset_mapper_with_one_test_size():
     cfg.dataloader.test.mapper = {"_target_": "builtins.dict"}  # not a DatasetMapper
     with pytest.raises(ConfigError, match="x.py: running a trained stage needs dataloader.test.mapper to be"):
         read_trained_stage(cfg, "x.py")
+    cfg.model._target_ = "no.such.Model"  # a dump whose model class is gone
+    with pytest.raises(ConfigError, match="x.py: model._target_ 'no.such.Model' cannot be imported"):
+        read_trained_stage(cfg, "x.py")
