@@ -13,6 +13,7 @@ SLURM = ["submitit>=1.5"]
 setup(
     name="resnext-det",
     version="0.1.0",
+    license="Apache-2.0",
     description="ResNeXt backbones and the paper's C4 Faster R-CNN schedule as a detectron2 plugin",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -31,6 +32,7 @@ setup(
             "lazy/*.py",
             "lazy/common/*.py",
             "lazy/demo/*.py",
+            "lazy/paper/*.py",
         ]
     },
     install_requires=[

@@ -27,29 +27,29 @@ __all__ = ["build_cifar_classifier", "cifar_checkpoint_metadata", "cifar_templat
 def get_cifar_cfg() -> CN:
     """Defaults for ResNeXt-29 (8x64d) on CIFAR-10; YAML files override them."""
     cfg = get_pretrain_cfg()
-    cfg.MODEL.RESNEXT.DEPTH = 29
-    cfg.MODEL.RESNEXT.CARDINALITY = 8
-    cfg.MODEL.RESNEXT.BOTTLENECK_WIDTH = 64
-    cfg.MODEL.NUM_CLASSES = 10
+    cfg.MODEL.RESNEXT.DEPTH = 29  # appendix A's ResNeXt-29
+    cfg.MODEL.RESNEXT.CARDINALITY = 8  # appendix A's 8x64d (16x64d: the other Table 7 model)
+    cfg.MODEL.RESNEXT.BOTTLENECK_WIDTH = 64  # appendix A's 8x64d
+    cfg.MODEL.NUM_CLASSES = 10  # CIFAR-10 (100 for CIFAR-100)
     # "cifar10" (data_batch_1..5, test_batch) or "cifar100" (train, test): the python batches.
     cfg.DATA.DATASET = "cifar10"
-    cfg.DATA.ROOT = "datasets/cifar-10-batches-py"
-    cfg.DATA.NUM_WORKERS = 4
-    cfg.INPUT.CROP_SIZE = 32
+    cfg.DATA.ROOT = "datasets/cifar-10-batches-py"  # the folder of the python batches (not appendix A's)
+    cfg.DATA.NUM_WORKERS = 4  # data loading processes per training process (not appendix A's)
+    cfg.INPUT.CROP_SIZE = 32  # appendix A: 32x32 crops
     # Zero padding on each side before the random crop: 32x32 crops of the 40x40 padded image.
     cfg.INPUT.PAD = 4
     cfg.INPUT.COLOR_JITTER = 0.0  # appendix A: translation and flipping only
-    cfg.INPUT.LIGHTING = 0.0
-    cfg.INPUT.MEAN = CIFAR_MEAN
-    cfg.INPUT.STD = CIFAR_STD
+    cfg.INPUT.LIGHTING = 0.0  # appendix A: translation and flipping only
+    cfg.INPUT.MEAN = CIFAR_MEAN  # the CIFAR training images' per-channel mean (0-1 units; not appendix A's)
+    cfg.INPUT.STD = CIFAR_STD  # the CIFAR training images' per-channel std (0-1 units; not appendix A's)
     cfg.SOLVER.IMS_PER_BATCH = 128
     cfg.SOLVER.BASE_LR = 0.1
     cfg.SOLVER.REFERENCE_BATCH = 128
     cfg.SOLVER.WEIGHT_DECAY = 5e-4
     cfg.SOLVER.EPOCHS = 300
     cfg.SOLVER.STEPS = (150, 225)
-    cfg.TEST.IMS_PER_BATCH = 128
-    cfg.OUTPUT_DIR = "output/cifar"
+    cfg.TEST.IMS_PER_BATCH = 128  # the evaluation's batch (not appendix A's)
+    cfg.OUTPUT_DIR = "output/cifar"  # where the run writes (not appendix A's)
     return cfg
 
 

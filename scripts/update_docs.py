@@ -11,7 +11,9 @@
   ``<!-- /generated -->``: ``file PATH`` includes a result file (``benchmarks/results/*.md``)
   as it is; ``demo-results`` / ``demo-results-row`` are the demo's numbers from
   ``docs/demo_results.json`` (``python scripts/readme_pictures.py`` copies it from a demo run);
-  ``demo-seeds`` is ``docs/demo_seeds.json`` (``python scripts/demo_seeds.py``).
+  ``demo-seeds`` is ``docs/demo_seeds.json`` (``python scripts/demo_seeds.py``);
+  ``paper-fidelity`` is every key where the paper family of configs differs from the modern one,
+  with the source notes of ``configs/COCO-Detection/paper/Base-*.yaml``.
 
 Markdown is written here by hand on purpose: a page generator would be one more dependency for
 two tables and a few included files.
@@ -154,35 +156,50 @@ def demo_results_table() -> str:
 
 #: The paper's Table 8 (COCO minival AP50, AP) and Table 1 (params, GFLOPs; 50-layer models
 #: only), with the ImageNet config whose complexity benchmarks/complexity.py measured.
-PAPER_TABLE8 = [
-    ("ResNet-50", "R50_C4", "R50_1x64d", "25.5 / 4.1", 47.6, 26.5),
-    ("ResNeXt-50 32x4d", "X50_32x4d_C4", "R50_32x4d", "25.0 / 4.2", 49.7, 27.5),
-    ("ResNet-101", "R101_C4", "R101_1x64d", "-", 51.1, 29.8),
-    ("ResNeXt-101 32x4d", "X101_32x4d_C4", "R101_32x4d", "-", 51.9, 30.0),
+#: Table 8's models: (name, the configs' model name, the ImageNet classifier in complexity.json)
+TABLE8_MODELS = [
+    ("ResNet-50", "R50", "R50_1x64d"),
+    ("ResNeXt-50 32x4d", "X50_32x4d", "R50_32x4d"),
+    ("ResNet-101", "R101", "R101_1x64d"),
+    ("ResNeXt-101 32x4d", "X101_32x4d", "R101_32x4d"),
 ]
+TABLE8 = ROOT / "benchmarks" / "results" / "table8.json"
 
 
 def results_table() -> str:
     """The README's table: the paper's targets beside what this project measured (complexity
-    from benchmarks/results/complexity.json; the demo from docs/demo_results.json)."""
+    from benchmarks/results/complexity.json; each family's reproduction from
+    benchmarks/results/table8.json, which tools/reproduce_table8.py writes; the demo from
+    docs/demo_results.json)."""
+    from resnext_det.engine.families import PAPER_TABLE8
+    from resnext_det.engine.table8 import read_table
+
     measured = {
         Path(row["config"]).stem: row
         for row in json.loads((ROOT / "benchmarks" / "results" / "complexity.json").read_text())
     }
+    reproduced = read_table(TABLE8)["rows"]
+
+    def reproduction(model: str, family: str) -> str:
+        row = reproduced.get(f"{model}/{family}")
+        return "not run" if row is None else f"{row['AP50']:.1f} / {row['AP']:.1f}"
+
     lines = [
-        "| model | config | paper params (M) / GFLOPs | measured | paper AP50 | paper AP | AP50 | AP |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| model | configs | paper params (M) / GFLOPs | measured | paper AP50 / AP | paper family "
+        "| modern family |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
-    for name, config, imagenet, paper, ap50, ap in PAPER_TABLE8:
-        m = measured[imagenet]
+    for name, model, imagenet in TABLE8_MODELS:
+        m, paper = measured[imagenet], PAPER_TABLE8[model]
         lines.append(
-            f"| {name} | `{config}` | {paper} | {m['params_M']:.1f} / {m['GFLOPs']:.2f} | {ap50} | {ap} | "
-            "not run | not run |"
+            f"| {name} | `{model}_C4` | {paper['params_M']} / {paper['GFLOPs']} | "
+            f"{m['params_M']:.1f} / {m['GFLOPs']:.2f} | {paper['AP50']} / {paper['AP']} | "
+            f"{reproduction(model, 'paper')} | {reproduction(model, 'modern')} |"
         )
     box = _demo_results()["bbox"]
     lines.append(
         "| the demo's tiny 4x4d (`make demo`, generated shapes, 40 val images) | `demo/*_tiny_C4` "
-        f"| - | - | - | - | **{box['AP50']:.1f}** | **{box['AP']:.1f}** |"
+        f"| - | - | - | - | **{box['AP50']:.1f} / {box['AP']:.1f}** |"
     )
     return "\n".join(lines) + "\n"
 
@@ -219,7 +236,28 @@ def demo_seeds_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_fidelity_table() -> str:
+    """Every key where the paper family differs from the modern one, with the notes of the paper
+    family's base configs (resnext_det.engine.families)."""
+    from resnext_det.engine.families import family_differences
+
+    stage_names = {"rpn": "1", "fast_rcnn": "2"}
+    lines = [
+        "| setting | modern | paper | stage | source | where detectron2 differs | expected effect on AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in family_differences():
+        keys = "<br>".join(f"`{k}`" for k in d.keys)
+        modern = "<br>".join(f"`{v}`" for v in d.modern)
+        paper = "<br>".join(f"`{v}`" for v in d.paper)
+        stages = ", ".join(stage_names[s] for s in d.stages)
+        cells = [keys, modern, paper, stages, _cell(d.source), _cell(d.differs or "-"), _cell(d.effect)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS = {
+    "paper-fidelity": paper_fidelity_table,
     "demo-results": demo_results_table,
     "results-table": results_table,
     "demo-tta": demo_tta_table,

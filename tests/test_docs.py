@@ -97,6 +97,17 @@ def test_every_number_quoted_from_a_result_file_is_in_it(page):
     assert drift.quote_problems(page.read_text(), page.name) == []
 
 
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_no_generated_row_is_copied_outside_its_region(page):
+    """docs/speed.md once showed its memory table twice: the generated one, and a typed copy under
+    it that the next regeneration would not have changed."""
+    text = page.read_text()
+    for region in update_docs.REGION.finditer(text):
+        outside = text[: region.start()] + text[region.end() :]
+        rows = [line for line in region["body"].splitlines() if line.startswith("| ") and len(line) > 20]
+        assert [row for row in rows if row in outside] == [], region["name"]
+
+
 def test_some_prose_quotes_its_result_files():
     assert "<!-- quotes: benchmarks/results/speed.md" in (ROOT / "docs" / "speed.md").read_text()
 
@@ -172,8 +183,43 @@ def test_the_drift_checks_fail_when_one_side_changes(options, keys, lazy_twins, 
     retyped = head + "<!-- quotes:" + quoted.replace(number, "9.87", 1)
     assert any("9.87 is in none of" in p for p in drift.quote_problems(retyped))
     monkeypatch.undo()
-    edited = readme.replace(f"**{results['bbox']['AP50'] + 10:.1f}**", "**99.9**")
+    edited = readme.replace(f"**{results['bbox']['AP50'] + 10:.1f} / ", "**99.9 / ")
     assert edited != readme and update_docs.regenerate_regions(edited) == readme
+    # a reproduction's row (tools/reproduce_table8.py) reaches the README's Table 8
+    table = tmp_path / "table8.json"
+    table.write_text(
+        json.dumps({"rows": {"X50_32x4d/paper": {"model": "X50_32x4d", "AP50": 49.12, "AP": 27.34}}})
+    )
+    monkeypatch.setattr(update_docs, "TABLE8", table)
+    (x50,) = [line for line in update_docs.results_table().splitlines() if "`X50_32x4d_C4`" in line]
+    assert x50.endswith("| 49.7 / 27.5 | 49.1 / 27.3 | not run |")
+    monkeypatch.undo()
+    # a source note or a value changed in the paper family's configs: docs/paper_fidelity.md is stale
+    fidelity = (ROOT / "docs" / "paper_fidelity.md").read_text()
+    assert update_docs.regenerate_regions(fidelity) == fidelity and "`ROIPool`" in fidelity
+    from resnext_det.engine import families
+
+    paper_base = ROOT / "configs" / "COCO-Detection" / "paper" / "Base-FastRCNN-C4.yaml"
+    copy = tmp_path / "paper" / "Base-FastRCNN-C4.yaml"
+    copy.parent.mkdir()
+    copy.write_text(
+        paper_base.read_text()
+        .replace("NMS_THRESH_TEST: 0.3", "NMS_THRESH_TEST: 0.4")
+        .replace('"../../Base-FastRCNN-C4.yaml"', f'"{ROOT / "configs" / "Base-FastRCNN-C4.yaml"}"')
+    )
+    (copy.parent / "fast_rcnn_X50_32x4d_C4.yaml").write_text(
+        (paper_base.parent / "fast_rcnn_X50_32x4d_C4.yaml").read_text()
+    )
+    shipped = families.stage_config
+    monkeypatch.setattr(
+        families,
+        "stage_config",
+        lambda f, s, m: (
+            str(copy.parent / f"{s}_{m}_C4.yaml") if (f, s) == ("paper", "fast_rcnn") else shipped(f, s, m)
+        ),
+    )
+    assert "`0.4`" in update_docs.regenerate_regions(fidelity) != fidelity
+    monkeypatch.undo()
     # a key's comment changed in the code: the reference is stale
     config = tmp_path / "config.py"
     config.write_text(

@@ -1,6 +1,8 @@
-"""Every YAML config of configs/COCO-Detection/ has a LazyConfig twin in configs/lazy/ (and the
-demo's two stages one in configs/lazy/demo/) that builds the same model (state-dict keys and
-shapes), the same schedule (batch, lr, steps, iterations) and the same trained stage (what
+"""Every YAML config of configs/COCO-Detection/ has a LazyConfig twin in configs/lazy/ (the paper
+family's, configs/COCO-Detection/paper/, in configs/lazy/paper/; the demo's two stages in
+configs/lazy/demo/) that builds the same model (state-dict keys and shapes, and the settings the
+paper family changes: anchors, RPN sampling and losses, RoI pooling, background range, test NMS),
+the same schedule (batch, lr, bias lr, steps, iterations) and the same trained stage (what
 predict.py and the exporter read)."""
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads import FastRCNNOutputLayers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-YAML_TWINS = sorted(p.stem for p in (CONFIGS / "COCO-Detection").glob("*.yaml"))
+#: the families' configs (the paper family's bases excepted), relative to configs/COCO-Detection
+YAML_TWINS = sorted(
+    str(p.relative_to(CONFIGS / "COCO-Detection").with_suffix(""))
+    for p in (CONFIGS / "COCO-Detection").glob("**/[!B]*.yaml")
+)
 #: (YAML config, its LazyConfig twin), relative to configs/
 PAIRS = [(f"COCO-Detection/{name}.yaml", f"lazy/{name}.py") for name in YAML_TWINS] + [
     (f"demo/{stage}_tiny_C4.yaml", f"lazy/demo/{stage}_tiny_C4.py") for stage in ("rpn", "fast_rcnn")
@@ -38,20 +44,26 @@ def yaml_cfg(path: str):
 
 
 def test_every_yaml_config_has_a_lazy_twin():
-    lazy = sorted(p.stem for p in (CONFIGS / "lazy").glob("*.py"))
-    assert lazy == YAML_TWINS and len(lazy) == 15
+    lazy = sorted(
+        str(p.relative_to(CONFIGS / "lazy").with_suffix(""))
+        for folder in ("lazy", "lazy/paper")
+        for p in (CONFIGS / folder).glob("*.py")
+    )
+    assert lazy == YAML_TWINS and len(lazy) == 15 + 10
 
 
 @pytest.mark.parametrize(("yaml", "twin"), PAIRS, ids=[twin for _, twin in PAIRS])
 def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
     cfg = yaml_cfg(yaml)
     lazy = LazyConfig.load(str(CONFIGS / twin))
-    with torch.device("meta"):
-        ours = {k: tuple(v.shape) for k, v in instantiate(lazy.model).state_dict().items()}
     cfg.MODEL.DEVICE = "meta"
     with torch.device("meta"):
-        theirs = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
-    assert ours == theirs
+        ours_model = instantiate(lazy.model)
+        theirs_model = build_model(cfg)
+    assert {k: tuple(v.shape) for k, v in ours_model.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in theirs_model.state_dict().items()
+    }
+    assert model_settings(ours_model) == model_settings(theirs_model)
     # the schedule: batch, lr, momentum, weight decay, steps, iterations, warm-up
     s = cfg.SOLVER
     assert lazy.dataloader.train.total_batch_size == s.IMS_PER_BATCH
@@ -64,6 +76,9 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
     assert list(scheduler["values"]) == pytest.approx([s.GAMMA**k for k in range(len(s.STEPS) + 1)])
     assert lazy.lr_multiplier.warmup_length * s.MAX_ITER == pytest.approx(s.WARMUP_ITERS)
     assert lazy.lr_multiplier.warmup_factor == s.WARMUP_FACTOR
+    params = lazy.optimizer.params
+    assert params.get("bias_lr_factor", 1.0) == s.BIAS_LR_FACTOR
+    assert params.get("weight_decay_bias") == s.WEIGHT_DECAY_BIAS
     # the data: trainval35k / minival, RGB, the test size, the proposals kept in stage 2
     train, test = lazy.dataloader.train, lazy.dataloader.test
     assert tuple(train.dataset.names) == tuple(cfg.DATASETS.TRAIN)
@@ -77,6 +92,9 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
     # the RPN's top-k, which are also what stage 1's proposal files keep (in YAML and LazyConfig)
     rpn = lazy.model.get("proposal_generator")
     if rpn is not None:
+        anchors = cfg.MODEL.ANCHOR_GENERATOR
+        assert per_level(rpn.anchor_generator.sizes) == per_level(anchors.SIZES)
+        assert per_level(rpn.anchor_generator.aspect_ratios) == per_level(anchors.ASPECT_RATIOS)
         r = cfg.MODEL.RPN
         assert tuple(rpn.pre_nms_topk) == (r.PRE_NMS_TOPK_TRAIN, r.PRE_NMS_TOPK_TEST)
         assert tuple(rpn.post_nms_topk) == (r.POST_NMS_TOPK_TRAIN, r.POST_NMS_TOPK_TEST)
@@ -110,6 +128,43 @@ def test_lazy_twin_builds_the_same_model_and_schedule(yaml, twin):
     ours, theirs = read_trained_stage(cfg), read_trained_stage(lazy)
     assert (ours.kind, theirs.kind) == ("yaml", "lazy")
     assert stage_settings(ours) == stage_settings(theirs)
+
+
+def per_level(values) -> list[list]:
+    """Anchor sizes or ratios per feature level, as detectron2 reads them (a flat list: every level)."""
+    values = list(values)
+    return [list(v) for v in values] if values and not isinstance(values[0], (int, float)) else [values]
+
+
+def model_settings(model) -> dict:
+    """What the two families set differently inside the modules (the state dict cannot show it):
+    the anchors, the RPN's sampling, loss and proposal filter, the RoI sampler's IoU ranges, the
+    pooler, the box loss and the test NMS."""
+    settings = {}
+    rpn = getattr(model, "proposal_generator", None)
+    if rpn is not None:
+        generator = rpn.anchor_generator
+        settings["rpn"] = {
+            "anchors": [tuple(a.shape) for a in generator.cell_anchors],  # built on "meta": sizes below
+            "offset": generator.offset,
+            **{
+                k: getattr(rpn, k)
+                for k in ("anchor_boundary_thresh", "smooth_l1_beta", "min_box_size", "nms_thresh")
+            },
+            "matcher": (rpn.anchor_matcher.thresholds, rpn.anchor_matcher.labels),
+            "topk": (rpn.pre_nms_topk, rpn.post_nms_topk),
+        }
+    heads = getattr(model, "roi_heads", None)
+    if heads is not None:
+        predictor = heads.box_predictor
+        settings["roi_heads"] = {
+            "matcher": (heads.proposal_matcher.thresholds, heads.proposal_matcher.labels),
+            "pooler": [type(p).__name__ for p in heads.pooler.level_poolers],
+            "pooler_size": [p.output_size for p in heads.pooler.level_poolers],
+            "sampling": (heads.batch_size_per_image, heads.positive_fraction),
+            **{k: getattr(predictor, k) for k in ("smooth_l1_beta", "test_nms_thresh", "test_score_thresh")},
+        }
+    return settings
 
 
 def stage_settings(stage) -> dict:

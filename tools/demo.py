@@ -37,7 +37,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +46,12 @@ from pretrain.synthetic import generate_demo_classification  # noqa: E402
 from resnext_det.analysis.pictures import contact_sheet  # noqa: E402
 from resnext_det.atomic_files import atomic_write_json  # noqa: E402
 from resnext_det.data.demo_dataset import generate_demo_dataset  # noqa: E402
-from resnext_det.engine.in_process import run_in_process  # noqa: E402
-from resnext_det.engine.output_dir import earlier_run_files  # noqa: E402
+from resnext_det.engine.pipeline import (  # noqa: E402
+    DetectionStageDirs,
+    ToolStages,
+    resume_flag,
+    run_detection_stages,
+)
 
 CONFIGS = ROOT / "configs" / "demo"
 #: The detection stages' configs of each kind (``--config-kind``): the YAML ones and their twins.
@@ -117,28 +120,6 @@ def overrides(kind: str, weights=None, output=None, seed=None) -> list[str]:
     return [f"{key}={value}" for key, value in keys if value is not None]
 
 
-class Stage:
-    """Runs one tool, unless its result file already exists, in this process as
-    ``resnext_det.engine.in_process`` runs it: the same ``__main__`` and state, without a child's
-    3-10 s of imports per stage (a training stage's ``--num-gpus`` processes are its own)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def __call__(self, name: str, result: Path, command: list[str]) -> None:
-        if result.exists():
-            print(f"\n== {name}: kept {result} (pass --overwrite to redo)", flush=True)
-            return
-        print(f"\n== {name}\n$ {' '.join(command)}", flush=True)
-        start = time.perf_counter()
-        status = run_in_process(command[0], command[1:], cwd=ROOT)
-        self.seconds[name] = round(time.perf_counter() - start, 1)
-        if status != 0:
-            sys.exit(f"error: stage {name!r} failed (exit {status}); its output is above")
-        if not result.exists():
-            sys.exit(f"error: stage {name!r} finished without writing {result}")
-
-
 def run_pipeline(args) -> dict:
     out = Path(args.output_dir).resolve()
     if args.overwrite:
@@ -163,20 +144,16 @@ def run_pipeline(args) -> dict:
     seeded = [] if args.seed is None else ["SEED", str(args.seed)]  # pretraining's (YAML)
     rpn_config, frcn_config = (str(detection_config(kind, s)) for s in ("rpn", "fast_rcnn"))
 
-    def resume(stage_dir: Path) -> list[str]:
-        """A half-done stage continues (the tools refuse an earlier run's folder otherwise)."""
-        return ["--resume"] if earlier_run_files(stage_dir) else []
-
-    generate_demo_dataset()
+    splits = generate_demo_dataset()
     classification_root = generate_demo_classification()
-    stage = Stage()
+    stage = ToolStages(ROOT)
 
     pretrain_dir = out / "pretrain"
     stage(
         "pretrain (shape crops, the demo's ImageNet)",
         pretrain_dir / "model_final.pth",
         ["tools/pretrain_imagenet.py", "--config-file", str(CONFIGS / "pretrain_shapes_tiny.yaml"),
-         *gpus, *resume(pretrain_dir),
+         *gpus, *resume_flag(pretrain_dir),
          "DATA.ROOT", str(classification_root), "OUTPUT_DIR", str(pretrain_dir), *seeded],
     )  # fmt: skip
     weights = pretrain_dir / "model_d2.pth"
@@ -186,28 +163,24 @@ def run_pipeline(args) -> dict:
         ["tools/convert_weights.py", "--source", "pretrain", str(pretrain_dir / "model_final.pth"),
          str(weights), "--config-file", frcn_config],
     )  # fmt: skip
-    rpn_dir = out / "rpn"
-    stage(
-        "stage 1: RPN, then proposals",
-        rpn_dir / "proposals_resnext_demo_val",
-        ["tools/train_rpn.py", "--config-file", rpn_config, *gpus, *resume(rpn_dir),
-         *overrides(kind, weights, rpn_dir, args.seed)],
-    )  # fmt: skip
-    frcn_dir = out / "fast_rcnn"
-    stage2 = ["--config-file", frcn_config, "--proposals", str(rpn_dir)]
-    stage(
-        "stage 2: Fast R-CNN on the proposals",
-        frcn_dir / "model_final.pth",
-        ["tools/train_fast_rcnn.py", *stage2, *gpus, *resume(frcn_dir),
-         *overrides(kind, weights, frcn_dir, args.seed)],
-    )  # fmt: skip
-    final = overrides(kind, weights=frcn_dir / "model_final.pth")
-    stage(
-        "COCO evaluation on the held-out val split",
-        out / ANALYSIS / "analysis.json",
-        ["tools/eval_coco.py", *stage2, "--analysis", *final, *overrides(kind, output=out / "eval")],
+    dirs = DetectionStageDirs.under(out)
+    rpn_dir, frcn_dir = dirs.rpn, dirs.fast_rcnn
+    run_detection_stages(
+        stage,
+        dirs,
+        configs=(rpn_config, frcn_config),
+        datasets=(("resnext_demo_train",), ("resnext_demo_val",)),
+        train_args=lambda stage_dir: [*gpus, *overrides(kind, weights, stage_dir, args.seed)],
+        eval_args=[
+            *overrides(kind, weights=frcn_dir / "model_final.pth"),
+            *overrides(kind, output=dirs.eval),
+        ],
+        eval_flags=("--analysis",),
+        eval_done=out / ANALYSIS / "analysis.json",
     )
-    _, val_images = generate_demo_dataset()["resnext_demo_val"]
+    stage2 = ["--config-file", frcn_config, "--proposals", str(rpn_dir)]
+    final = overrides(kind, weights=frcn_dir / "model_final.pth")
+    _, val_images = splits["resnext_demo_val"]
     stage(
         "detections drawn on the val images",
         out / "vis" / "detections.json",
@@ -228,15 +201,32 @@ def run_pipeline(args) -> dict:
     stage(
         "curves of the three training runs",
         out / "plots" / "series.json",
-        ["tools/plot_metrics.py", str(pretrain_dir), str(rpn_dir), str(frcn_dir),
-         "--output", str(out / "plots")],  # fmt: skip
+        [
+            "tools/plot_metrics.py",
+            str(pretrain_dir),
+            str(rpn_dir),
+            str(frcn_dir),
+            "--output",
+            str(out / "plots"),
+        ],  # fmt: skip
     )
     stage(
         "stage 1's val proposals and what they miss",
         out / "browse" / "browse.json",
-        ["tools/browse_dataset.py", "--config-file", rpn_config, "--what", "proposals",
-         "--proposals", str(rpn_dir), "--dataset-name", "resnext_demo_val", "--worst-first",
-         "--output", str(out / "browse")],  # fmt: skip
+        [
+            "tools/browse_dataset.py",
+            "--config-file",
+            rpn_config,
+            "--what",
+            "proposals",
+            "--proposals",
+            str(rpn_dir),
+            "--dataset-name",
+            "resnext_demo_val",
+            "--worst-first",
+            "--output",
+            str(out / "browse"),
+        ],  # fmt: skip
     )
     return summarize(out, stage.seconds, seed, args.num_gpus)
 

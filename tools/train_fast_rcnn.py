@@ -2,7 +2,7 @@
 """Stage 2 of the paper's detection schedule: Fast R-CNN on stage 1's precomputed proposals.
 
   python tools/train_fast_rcnn.py --config-file configs/COCO-Detection/fast_rcnn_X50_32x4d_C4.yaml \
-      --num-gpus 8 --proposals out/rpn_x50 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/frcn_x50
+      --num-gpus 8 --proposals out/rpn_x50 MODEL.WEIGHTS x50_d2.pth OUTPUT_DIR out/frcn_x50
 
 --proposals names stage 1's OUTPUT_DIR: it must hold, for every dataset in DATASETS.TRAIN and
 DATASETS.TEST, the memory-mapped store proposals_<dataset>/ covering every image, or training
@@ -12,7 +12,7 @@ The backbone starts from MODEL.WEIGHTS (ImageNet), not from the RPN: no feature 
 A LazyConfig file works the same way, with detectron2's key=value overrides:
 
   python tools/train_fast_rcnn.py --config-file configs/lazy/fast_rcnn_X50_32x4d_C4.py --num-gpus 8 \
-      --proposals out/rpn_x50 train.init_checkpoint=x50_in1k_d2.pth train.output_dir=out/frcn_x50
+      --proposals out/rpn_x50 train.init_checkpoint=x50_d2.pth train.output_dir=out/frcn_x50
 """
 
 from __future__ import annotations

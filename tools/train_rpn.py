@@ -2,7 +2,7 @@
 """Stage 1 of the paper's detection schedule: train the RPN alone, then write proposal files.
 
   python tools/train_rpn.py --config-file configs/COCO-Detection/rpn_X50_32x4d_C4.yaml \
-      --num-gpus 8 MODEL.WEIGHTS x50_in1k_d2.pth OUTPUT_DIR out/rpn_x50
+      --num-gpus 8 MODEL.WEIGHTS x50_d2.pth OUTPUT_DIR out/rpn_x50
 
 After training (or with --eval-only, for MODEL.WEIGHTS) it reports proposal recall (AR@100,
 AR@1000) on DATASETS.TEST and writes the store OUTPUT_DIR/proposals_<dataset>/ for every dataset
@@ -13,7 +13,7 @@ A LazyConfig file works the same way, with detectron2's key=value overrides (its
 post_nms_topk / pre_nms_topk decide what the proposal files keep):
 
   python tools/train_rpn.py --config-file configs/lazy/rpn_X50_32x4d_C4.py --num-gpus 8 \
-      train.init_checkpoint=x50_in1k_d2.pth train.output_dir=out/rpn_x50
+      train.init_checkpoint=x50_d2.pth train.output_dir=out/rpn_x50
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from .torch7 import torch7_state_dict
 __all__ = [
     "SOURCES",
     "WeightsMismatchError",
+    "check_input_convention",
     "load_classifier_state_dict",
     "torchvision_to_resnext_names",
     "infer_template",
@@ -194,6 +195,55 @@ def check_weights_file_fits(model: torch.nn.Module, weights: str) -> None:
     checkpoint = read_checkpoint_file(weights)
     if isinstance(checkpoint, dict) and checkpoint.get("__author__") == "resnext_det":
         check_weights_fit(model, checkpoint["model"], source=weights)
+        check_input_convention(model, checkpoint.get("resnext_det", {}), source=weights)
+
+
+def check_input_convention(model: torch.nn.Module, metadata: dict, source: str = "weights") -> None:
+    """The detector must feed the converted weights the input they were trained on: the colour
+    order and the mean / std that ``convert_checkpoint`` recorded (``detectron2_cfg``). A detector
+    normalising otherwise trains and evaluates without an error, only points of AP lower, so a
+    mismatch is an error naming the keys to set."""
+    recorded = metadata.get("detectron2_cfg")
+    if not recorded:
+        return
+    model_values = {
+        "INPUT.FORMAT": getattr(model, "input_format", None),  # a ProposalNetwork has none
+        "MODEL.PIXEL_MEAN": [float(v) for v in model.pixel_mean.flatten()],
+        "MODEL.PIXEL_STD": [float(v) for v in model.pixel_std.flatten()],
+    }
+    wrong = []
+    for key, expected in recorded.items():
+        if key not in model_values or model_values[key] is None:
+            continue
+        found = model_values[key]
+        same = found == expected if isinstance(expected, str) else _close(found, expected)
+        if not same:
+            wrong.append((key, expected, found))
+    if wrong:
+        needed = " ".join(f"{k} {_as_override(v)}" for k, v in recorded.items() if k in model_values)
+        found = "; ".join(f"{k} is {_as_override(f)}" for k, _, f in wrong)
+        raise WeightsMismatchError(
+            f"{source} was converted from weights that expect {_describe_input(metadata)}, but the "
+            f"config feeds them otherwise ({found}): set {needed} (in a LazyConfig: model.input_format, "
+            "model.pixel_mean, model.pixel_std)"
+        )
+
+
+def _close(found, expected) -> bool:
+    return len(found) == len(expected) and all(
+        abs(a - b) <= 1e-2 for a, b in zip(found, expected, strict=True)
+    )
+
+
+def _as_override(value) -> str:
+    return value if isinstance(value, str) else "[" + ", ".join(f"{v:g}" for v in value) + "]"
+
+
+def _describe_input(metadata: dict) -> str:
+    pixel = metadata.get("input", {})
+    if not pixel:
+        return "another input"
+    return f"{pixel.get('format')} in {pixel.get('range')}, mean {pixel.get('mean')}, std {pixel.get('std')}"
 
 
 def convert_checkpoint(path: str | Path, source: str) -> dict:

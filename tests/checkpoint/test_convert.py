@@ -94,10 +94,11 @@ def test_template_is_inferred_from_tensors(name, template):
     assert inferred["stem_out_channels"] == 64 and inferred["res2_out_channels"] == 256
 
 
-def detector(config="COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml"):
+def detector(opts=(), config="COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml"):
     cfg = get_cfg()
     add_resnext_config(cfg)
     cfg.merge_from_file(get_config_file(config))
+    cfg.merge_from_list(list(opts))
     cfg.MODEL.DEVICE = "cpu"
     return build_model(cfg)
 
@@ -134,6 +135,39 @@ def test_converted_torchvision_weights_load_into_the_c4_detector(tmp_path):
     torch.testing.assert_close(
         fresh.backbone.res4[5].conv2.norm.running_var, theirs.layer3[5].bn2.running_var
     )
+
+
+def test_weights_fed_another_input_than_they_were_trained_on_are_refused(tmp_path):
+    """A converted file records its input convention; a detector normalising otherwise (here
+    detectron2's BGR Caffe defaults) is refused before training, naming the keys to set."""
+    from resnext_det.checkpoint import check_weights_file_fits
+
+    torch.save(torchvision.models.resnext50_32x4d(weights=None).state_dict(), tmp_path / "tv.pth")
+    torch.save(convert_checkpoint(tmp_path / "tv.pth", "torchvision"), tmp_path / "d2.pth")
+    check_weights_file_fits(detector(), str(tmp_path / "d2.pth"))  # the shipped configs: RGB
+    bgr = detector(
+        [
+            "INPUT.FORMAT",
+            "BGR",
+            "MODEL.PIXEL_MEAN",
+            "[103.53, 116.28, 123.675]",
+            "MODEL.PIXEL_STD",
+            "[1, 1, 1]",
+        ]
+    )
+    with pytest.raises(WeightsMismatchError) as refused:
+        check_weights_file_fits(bgr, str(tmp_path / "d2.pth"))
+    message = str(refused.value)
+    assert "expect RGB in 0-1, mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]" in message
+    assert (
+        "INPUT.FORMAT is BGR; MODEL.PIXEL_MEAN is [103.53, 116.28, 123.675]; MODEL.PIXEL_STD is [1, 1, 1]"
+        in message
+    )
+    wanted = "INPUT.FORMAT RGB MODEL.PIXEL_MEAN [123.675, 116.28, 103.53] MODEL.PIXEL_STD [58.395, 57.12, 57.375]"
+    assert f"set {wanted}" in message
+    only_std = detector(["MODEL.PIXEL_STD", "[1, 1, 1]"])
+    with pytest.raises(WeightsMismatchError, match=r"otherwise \(MODEL.PIXEL_STD is \[1, 1, 1\]\)"):
+        check_weights_file_fits(only_std, str(tmp_path / "d2.pth"))
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):

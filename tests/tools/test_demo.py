@@ -61,7 +61,7 @@ def test_demo_pipeline(demo):
         "convert to detectron2 weights",
         "stage 1: RPN, then proposals",
         "stage 2: Fast R-CNN on the proposals",
-        "COCO evaluation on the held-out val split",
+        "COCO evaluation on the test set",
         "detections drawn on the val images",
         "export both stages as one ONNX model",
         "COCO evaluation of the exported model (ONNX Runtime)",
