@@ -32,6 +32,7 @@ __all__ = [
     "CIFAR_STD",
     "CifarDataset",
     "build_cifar_datasets",
+    "cifar_layout_report",
     "read_cifar_split",
 ]
 
@@ -102,6 +103,22 @@ def read_cifar_split(
         )
     parts = [_read_batch(root / name, label_key, classes) for name in files]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def cifar_layout_report(root: str | Path, dataset: str) -> tuple[str, list[str]]:
+    """(a summary line, every problem found) for a CIFAR python folder: both splits read and
+    checked as training reads them (50,000 training and 10,000 test images)."""
+    problems, counts = [], {}
+    classes = CIFAR_FILES[dataset][3] if dataset in CIFAR_FILES else 0
+    for split, expected in (("train", 50000), ("test", 10000)):
+        try:
+            counts[split] = len(read_cifar_split(root, dataset, split, classes)[1])
+        except DatasetLayoutError as problem:
+            problems.append(str(problem))
+            continue
+        if counts[split] != expected:
+            problems.append(f"{root}: {split} has {counts[split]:,} images, {dataset}'s has {expected:,}")
+    return ", ".join(f"{s} {n:,} images" for s, n in counts.items()) + f", {classes} classes", problems
 
 
 class CifarDataset(Dataset):

@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .transforms import build_eval_transform, build_train_transform
 
-__all__ = ["DatasetLayoutError", "ImageFolderDataset", "scan_split", "build_loader"]
+__all__ = [
+    "DatasetLayoutError",
+    "IMAGENET_IMAGES",
+    "ImageFolderDataset",
+    "build_loader",
+    "imagenet_layout_report",
+    "scan_split",
+]
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 
@@ -90,6 +97,44 @@ def _check_same_classes(train_classes, val_classes, root, cfg) -> None:
             f"{root}: {cfg.DATA.TRAIN_SPLIT}/ and {cfg.DATA.VAL_SPLIT}/ must have the same class "
             f"folders; only in train: {only_train}, only in val: {only_val}"
         )
+
+
+#: images per split of ImageNet-1K (ILSVRC 2012), for tools/check_datasets.py
+IMAGENET_IMAGES = {"train": 1281167, "val": 50000}
+
+
+def imagenet_layout_report(root: str | Path, train_split: str, val_split: str, num_classes: int):
+    """(a summary line, every problem found) for an ImageNet-layout ``root``: ``scan_split``'s
+    checks of both splits without stopping at the first, the same classes in both, a flat split
+    folder (ILSVRC2012_img_val.tar unpacked as it is) named as such, and with 1000 classes the
+    image counts of ImageNet-1K."""
+    problems, scanned = [], {}
+    for split in dict.fromkeys((train_split, val_split)):
+        split_dir = Path(root) / split
+        loose = split_dir.is_dir() and any(
+            p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in split_dir.iterdir()
+        )
+        if loose:
+            problems.append(
+                f"{split_dir} holds images directly, not in class folders: sort them into <wnid>/ "
+                "folders (docs/datasets.md: torchvision's ImageNet does it from the devkit)"
+            )
+            continue
+        try:
+            scanned[split] = scan_split(root, split, num_classes)
+        except DatasetLayoutError as problem:
+            problems.append(str(problem))
+            continue
+        expected = IMAGENET_IMAGES.get(split) if num_classes == 1000 else None
+        found = len(scanned[split][1])
+        if expected is not None and found != expected:
+            problems.append(f"{split_dir} has {found:,} images, ImageNet-1K's {split} has {expected:,}")
+    if len(scanned) == 2 and scanned[train_split][0] != scanned[val_split][0]:
+        problems.append(f"{root}: {train_split}/ and {val_split}/ have different class folders")
+    summary = ", ".join(
+        f"{s} {len(samples):,} images in {len(c)} classes" for s, (c, samples) in scanned.items()
+    )
+    return summary, problems
 
 
 def read_class_subset(cfg, val_classes: list[str]) -> list[int]:

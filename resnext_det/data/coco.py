@@ -27,16 +27,19 @@ from pathlib import Path
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from ..errors import AnnotationFileError, DatasetFileError, ImageFileError
+from ..errors import AnnotationFileError, DatasetFileError, ImageFileError, ResNeXtDetError
 
 __all__ = [
     "AnnotationFileError",
     "DatasetFileError",
     "check_coco_content",
     "check_dataset_files",
+    "KNOWN_IMAGE_COUNTS",
     "check_datasets",
+    "coco_dataset_report",
     "check_images_exist",
     "load_checked_coco_json",
+    "missing_images",
     "read_coco_json",
     "register_checked_coco",
 ]
@@ -133,12 +136,17 @@ def check_coco_content(content, json_file: str | os.PathLike = "<json>") -> None
             _fail(json_file, f"{where} has a box of negative size {bbox!r} ([x, y, width, height])")
 
 
-def check_images_exist(content: dict, image_root: str | os.PathLike, dataset_name: str) -> None:
-    missing = [
+def missing_images(content: dict, image_root: str | os.PathLike) -> list[str]:
+    """The ``file_name`` of every image of a COCO json that is not in ``image_root``."""
+    return [
         image["file_name"]
         for image in content["images"]
         if not Path(image_root, image["file_name"]).is_file()
     ]
+
+
+def check_images_exist(content: dict, image_root: str | os.PathLike, dataset_name: str) -> None:
+    missing = missing_images(content, image_root)
     if missing:
         raise ImageFileError(
             f"dataset {dataset_name!r}: {len(missing)} of the {len(content['images'])} images of the json "
@@ -183,6 +191,66 @@ def check_dataset_files(cfg) -> None:
     """Every dataset of DATASETS.TRAIN/TEST must be registered, its json well-formed (module
     docstring) and every image it names present."""
     check_datasets((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
+
+
+#: images per split of the COCO datasets the shipped configs read (docs/datasets.md)
+KNOWN_IMAGE_COUNTS = {
+    "coco_2014_train": 82783,
+    "coco_2014_val": 40504,
+    "coco_2014_valminusminival": 35504,
+    "coco_2014_minival": 5000,
+    "coco_2017_train": 118287,
+    "coco_2017_val": 5000,
+}
+
+
+def coco_dataset_report(name: str) -> tuple[str | None, list[str]]:
+    """(a summary line, every problem found) for a detection dataset: ``check_datasets``' checks
+    without stopping at the first, plus its image count against ``KNOWN_IMAGE_COUNTS``
+    (tools/check_datasets.py)."""
+    if name not in DatasetCatalog.list():
+        return None, [
+            f"not registered; register it with --dataset {name} JSON IMAGE_ROOT or use one of "
+            "detectron2's names (e.g. coco_2014_minival)"
+        ]
+    metadata = MetadataCatalog.get(name)
+    json_file, image_root = metadata.get("json_file", None), metadata.get("image_root", None)
+    expected = KNOWN_IMAGE_COUNTS.get(name)
+    if not json_file or not image_root:  # registered in code or from a VOC folder: its records only
+        try:
+            count = len(DatasetCatalog.get(name))
+        except ResNeXtDetError as problem:
+            return None, [str(problem)]
+        return f"{count:,} images", []
+    hint = _COCO_LAYOUT if name.startswith("coco_") else "a COCO-format json and its image folder"
+    problems = [
+        f"{what} {path} does not exist; expected {hint}"
+        for what, path, exists in (
+            ("annotation file", json_file, Path(json_file).is_file()),
+            ("image folder", image_root, Path(image_root).is_dir()),
+        )
+        if not exists
+    ]
+    if problems:
+        return None, problems
+    try:
+        content = read_coco_json(json_file)
+    except ResNeXtDetError as problem:
+        return None, [str(problem)]
+    images = content["images"]
+    missing = missing_images(content, image_root)
+    if missing:
+        problems.append(
+            f"{len(missing):,} of the {len(images):,} images of {json_file} are not in {image_root} "
+            f"(e.g. {missing[:3]})"
+        )
+    if expected is not None and len(images) != expected:
+        problems.append(
+            f"{json_file} lists {len(images):,} images, {name} has {expected:,}: another split's file?"
+        )
+    known = "" if expected is None else " (its known size)"
+    boxes, categories = len(content.get("annotations", [])), len(content["categories"])
+    return f"{len(images):,} images{known}, {boxes:,} boxes, {categories} categories, all on disk", problems
 
 
 def check_datasets(names) -> None:

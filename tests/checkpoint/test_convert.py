@@ -163,7 +163,9 @@ def test_weights_fed_another_input_than_they_were_trained_on_are_refused(tmp_pat
         "INPUT.FORMAT is BGR; MODEL.PIXEL_MEAN is [103.53, 116.28, 123.675]; MODEL.PIXEL_STD is [1, 1, 1]"
         in message
     )
-    wanted = "INPUT.FORMAT RGB MODEL.PIXEL_MEAN [123.675, 116.28, 103.53] MODEL.PIXEL_STD [58.395, 57.12, 57.375]"
+    wanted = (
+        "INPUT.FORMAT RGB MODEL.PIXEL_MEAN [123.675, 116.28, 103.53] MODEL.PIXEL_STD [58.395, 57.12, 57.375]"
+    )
     assert f"set {wanted}" in message
     only_std = detector(["MODEL.PIXEL_STD", "[1, 1, 1]"])
     with pytest.raises(WeightsMismatchError, match=r"otherwise \(MODEL.PIXEL_STD is \[1, 1, 1\]\)"):
