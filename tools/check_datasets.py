@@ -4,7 +4,7 @@
   python tools/check_datasets.py --config-file configs/COCO-Detection/paper/fast_rcnn_X50_32x4d_C4.yaml
   python tools/check_datasets.py --config-file configs/ImageNet/X50_32x4d.yaml DATA.ROOT /data/imagenet
   python tools/check_datasets.py --config-file configs/CIFAR/ResNeXt29_8x64d_cifar10.yaml
-  python tools/check_datasets.py --config-file my.yaml --dataset mine mine.json images/  # registered as the tools do
+  python tools/check_datasets.py --config-file my.yaml --dataset mine mine.json images/  # registered first
 
 A detection config (YAML or LazyConfig) names its datasets in DATASETS.TRAIN / DATASETS.TEST (its
 loaders); each is checked as the training tools' preflight checks it (registered; its json and
