@@ -7,7 +7,7 @@ check the weights they are given.
 
 from __future__ import annotations
 
-from resnext_det.checkpoint import describe_mismatches, load_classifier_state_dict
+from resnext_det.checkpoint import classifier_weights_source, describe_mismatches, load_classifier_state_dict
 from resnext_det.config import resnext_template_from_cfg
 from resnext_det.engine.launch import check_device
 from resnext_det.errors import WeightsMismatchError
@@ -37,9 +37,14 @@ def build_classifier(cfg, network=resnext, template_from_cfg=resnext_template_fr
     return model
 
 
-def load_classifier_weights(model: torch.nn.Module, path: str, source: str = "pretrain") -> None:
-    """Load a classifier checkpoint strictly: every tensor present with the model's shape."""
-    state_dict, _ = load_classifier_state_dict(path, source)
+def load_classifier_weights(model: torch.nn.Module, path: str, source: str | None = None) -> None:
+    """Load a classifier checkpoint strictly: every tensor present with the model's shape. The
+    ``source`` (default: read from the file) may be this project's checkpoint, torchvision / timm
+    weights or the paper's Torch7 model (``classifier_weights_source``)."""
+    state_dict, _ = load_classifier_state_dict(path, source or classifier_weights_source(path))
+    # Torch7's batch norms count no batches: the counter is bookkeeping, not a weight
+    counters = {k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")}
+    state_dict = {**counters, **state_dict}
     problems = describe_mismatches(
         {k: tuple(v.shape) for k, v in model.state_dict().items()},
         {k: tuple(v.shape) for k, v in state_dict.items()},

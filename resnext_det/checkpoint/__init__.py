@@ -3,8 +3,10 @@
 from .convert import (
     SOURCES,
     WeightsMismatchError,
+    check_input_convention,
     check_weights_file_fits,
     check_weights_fit,
+    classifier_weights_source,
     convert_checkpoint,
     describe_mismatches,
     infer_template,
@@ -16,8 +18,10 @@ from .convert import (
 __all__ = [
     "SOURCES",
     "WeightsMismatchError",
+    "check_input_convention",
     "check_weights_file_fits",
     "check_weights_fit",
+    "classifier_weights_source",
     "convert_checkpoint",
     "describe_mismatches",
     "infer_template",

@@ -28,6 +28,7 @@ __all__ = [
     "SOURCES",
     "WeightsMismatchError",
     "check_input_convention",
+    "classifier_weights_source",
     "load_classifier_state_dict",
     "torchvision_to_resnext_names",
     "infer_template",
@@ -71,6 +72,21 @@ def torchvision_to_resnext_names(state_dict: dict) -> dict[str, torch.Tensor]:
         new = re.sub(r"^fc\.", "linear.", new)
         renamed[new] = value
     return renamed
+
+
+def classifier_weights_source(path: str | Path) -> str:
+    """Which of ``SOURCES`` a classifier weights file is, read from the file itself: a Torch7 file
+    (the paper's models: "fb-torch7"), this project's checkpoint (names under ``stem.``:
+    "pretrain"), or torchvision / timm's names ("torchvision"). So that the classification tools'
+    ``MODEL.WEIGHTS`` takes any of them, e.g. to evaluate the paper's own model on ImageNet."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsMismatchError(f"{path} does not exist (expected a classifier weights file)")
+    if path.suffix == ".t7" or not reads_as_torch_file(str(path)):
+        return "fb-torch7"
+    obj = read_checkpoint_file(path)
+    names = _tensor_dict(obj, path).keys()
+    return "pretrain" if any(k.startswith("stem.conv1.") for k in names) else "torchvision"
 
 
 def load_classifier_state_dict(path: str | Path, source: str) -> tuple[dict, dict]:

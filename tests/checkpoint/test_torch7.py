@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from resnext_det.checkpoint import convert_checkpoint
+from pretrain.model import load_classifier_weights
+from resnext_det.checkpoint import classifier_weights_source, convert_checkpoint
 from resnext_det.errors import ConfigError, WeightsMismatchError
 from resnext_det.modeling import resnet50, resnext50_32x4d
 
@@ -35,6 +36,17 @@ def test_a_torch7_model_computes_what_its_weights_compute(name, ours, cardinalit
     )
     assert_same_function(ours(), theirs, t7, "fb-torch7")
     torch.save(state, tmp_path / "tv.pth")
+    # the classification tools' MODEL.WEIGHTS takes the .t7 as it is (its source read from the
+    # file), e.g. to evaluate the paper's model on ImageNet: the same classifier as torchvision's
+    from_t7, from_tv = ours(), ours()
+    load_classifier_weights(from_t7, str(t7))
+    load_classifier_weights(from_tv, str(tmp_path / "tv.pth"))
+    assert [classifier_weights_source(f) for f in (t7, tmp_path / "tv.pth")] == ["fb-torch7", "torchvision"]
+    for (key, value), expected in zip(
+        from_t7.state_dict().items(), from_tv.state_dict().values(), strict=True
+    ):
+        tolerance = 1e-6 if key.endswith("res3.1.conv2.norm.running_var") else 0
+        torch.testing.assert_close(value, expected, rtol=0, atol=tolerance, msg=key)
     fb, tv = convert_checkpoint(t7, "fb-torch7"), convert_checkpoint(tmp_path / "tv.pth", "torchvision")
     assert fb["resnext_det"]["template"] == tv["resnext_det"]["template"]
     assert fb["resnext_det"]["template"]["cardinality"] == cardinality
