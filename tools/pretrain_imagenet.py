@@ -5,7 +5,7 @@
       --num-gpus 8 DATA.ROOT /datasets/imagenet OUTPUT_DIR out/x50_in1k
   python tools/pretrain_imagenet.py ... --resume                  # continue from the last epoch
   python tools/pretrain_imagenet.py ... --eval-only MODEL.WEIGHTS out/x50_in1k/model_final.pth
-  python tools/pretrain_imagenet.py ... --eval-only MODEL.WEIGHTS resnext_50_32x4d.t7  # the paper's model, as it is
+  python tools/pretrain_imagenet.py ... --eval-only MODEL.WEIGHTS resnext_50_32x4d.t7  # the paper's model
 
 The output's ``model_final.pth`` converts to detection weights with tools/convert_weights.py.
 """
