@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from resnext_det.errors import DatasetLayoutError
-from resnext_det.safe_pickle import NUMPY_GLOBALS, RestrictedUnpickler
+from resnext_det.safe_pickle import NUMPY_GLOBALS, PROTOCOL2_BYTES, RestrictedUnpickler
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 #: numpy, and the string codec that Python 3 pickles bytes with under protocol 2 (the site's files,
 #: written by Python 2, hold plain strings; files re-pickled by Python 3 call _codecs.encode)
-_CIFAR_GLOBALS = NUMPY_GLOBALS | {("_codecs", "encode")}
+_CIFAR_GLOBALS = NUMPY_GLOBALS | PROTOCOL2_BYTES
 
 
 def _read_batch(path: Path, label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 
-__all__ = ["NUMPY_GLOBALS", "RestrictedUnpickler"]
+__all__ = ["NUMPY_GLOBALS", "PROTOCOL2_BYTES", "RestrictedUnpickler"]
 
 #: What rebuilds numpy arrays, dtypes and scalars (numpy 1 and 2 module names; ``_frombuffer``
 #: is pickle protocol 5's array path).
@@ -27,6 +27,12 @@ NUMPY_GLOBALS = frozenset(
         ("numpy._core.numeric", "_frombuffer"),
     }
 )
+
+
+#: What a protocol-2 pickle written by Python 3 rebuilds its bytes with (numpy's array data among
+#: them; files written by Python 2 hold plain strings): CIFAR's batches and Detectron's models
+#: re-pickled by Python 3.
+PROTOCOL2_BYTES = frozenset({("_codecs", "encode")})
 
 
 class RestrictedUnpickler(pickle.Unpickler):

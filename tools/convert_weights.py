@@ -3,6 +3,7 @@
 
   python tools/convert_weights.py --source torchvision resnext50_32x4d.pth x50_d2.pth
   python tools/convert_weights.py --source fb-torch7 resnext_50_32x4d.t7 x50_fb.pth
+  python tools/convert_weights.py --source detectron-pkl X-101-64x4d.pkl x101_64x4d_d2.pth  # BGR input
   python tools/convert_weights.py --source pretrain out/x50_in1k/model_final.pth x50_d2.pth \
       --config-file configs/COCO-Detection/faster_rcnn_X50_32x4d_C4.yaml
   # then: MODEL.WEIGHTS x50_d2.pth (with the INPUT.FORMAT / PIXEL_MEAN / PIXEL_STD printed)
@@ -11,7 +12,10 @@ Sources: "pretrain" (tools/pretrain_imagenet.py), "torchvision" (resnet50/101/15
 resnext50_32x4d, resnext101_32x8d, resnext101_64x4d state dicts), "timm" (the same models),
 "fb-torch7" (the paper's own ImageNet models: facebookresearch/ResNeXt's resnext_50_32x4d.t7,
 resnext_101_32x4d.t7, resnext_101_64x4d.t7 and fb.resnet.torch's resnet-50.t7 / resnet-101.t7;
-needs `pip install torchfile`).
+needs `pip install torchfile`), "detectron-pkl" (Detectron's ImageNet models, X-101-64x4d.pkl ...:
+BGR input with Caffe's mean, which the file records and the training tools check; MSRA's
+R-50.pkl / R-101.pkl put the stride in the 1x1 and are refused; --pkl-input says which input a
+file of another name expects).
 With --config-file the weights must fit the model that config builds, or nothing is written.
 """
 
@@ -44,6 +48,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--config-file", default="", help="check the weights fit this detection config (YAML or LazyConfig)"
     )
+    parser.add_argument(
+        "--pkl-input",
+        choices=("detectron", "detectron2"),
+        help="with --source detectron-pkl: the input the file expects when its name does not say "
+        "(detectron: BGR, Detectron's mean, no std; detectron2: BGR, mean and std)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser.parse_args(argv)
 
@@ -53,7 +63,7 @@ def convert(args) -> dict:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise OutputDirError(f"{output} exists; pass --overwrite to replace it, or choose another output")
-    checkpoint = convert_checkpoint(args.input, args.source)
+    checkpoint = convert_checkpoint(args.input, args.source, args.pkl_input)
     if args.config_file and is_lazy_config(args.config_file):  # built on the meta device: shapes only
         model = check_lazy_model(load_lazy_config(args.config_file, training=False), args.config_file)
         check_weights_fit(model, checkpoint["model"], source=args.input)

@@ -21,6 +21,7 @@ import torch
 from ..errors import WeightsMismatchError
 from ..modeling.block_forms import detect_block_form
 from ..template import STAGE_BLOCKS
+from .detectron_pkl import detectron_input, detectron_pkl_state_dict
 from .safe_checkpointer import read_checkpoint_file, reads_as_torch_file
 from .torch7 import torch7_state_dict
 
@@ -38,7 +39,7 @@ __all__ = [
     "convert_checkpoint",
 ]
 
-SOURCES = ("pretrain", "torchvision", "timm", "fb-torch7")
+SOURCES = ("pretrain", "torchvision", "timm", "fb-torch7", "detectron-pkl")
 
 # What each source's weights expect as input, and the detectron2 settings that produce it.
 # Pixel values in detectron2 are 0-255, so mean/std are the 0-1 values times 255.
@@ -82,6 +83,8 @@ def classifier_weights_source(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise WeightsMismatchError(f"{path} does not exist (expected a classifier weights file)")
+    if path.suffix == ".pkl":
+        return "detectron-pkl"
     if path.suffix == ".t7" or not reads_as_torch_file(str(path)):
         return "fb-torch7"
     obj = read_checkpoint_file(path)
@@ -89,10 +92,16 @@ def classifier_weights_source(path: str | Path) -> str:
     return "pretrain" if any(k.startswith("stem.conv1.") for k in names) else "torchvision"
 
 
-def load_classifier_state_dict(path: str | Path, source: str) -> tuple[dict, dict]:
-    """(state dict in resnext_det names, metadata) from a checkpoint of the given source."""
+def load_classifier_state_dict(
+    path: str | Path, source: str, pkl_input: str | None = None
+) -> tuple[dict, dict]:
+    """(state dict in resnext_det names, metadata) from a checkpoint of the given source
+    (``pkl_input``: the input a Detectron ``.pkl`` expects, when its file name does not say)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if source == "detectron-pkl":  # Detectron's Caffe2 blobs: torchvision's layout once read
+        pixel = detectron_input(path, pkl_input)
+        return torchvision_to_resnext_names(detectron_pkl_state_dict(path)), {"input": pixel}
     if source == "fb-torch7":  # the paper's own Torch7 models: torchvision's layout once read
         if not Path(path).is_file():
             raise WeightsMismatchError(f"{path} does not exist (expected a Torch7 .t7 model file)")
@@ -262,15 +271,16 @@ def _describe_input(metadata: dict) -> str:
     return f"{pixel.get('format')} in {pixel.get('range')}, mean {pixel.get('mean')}, std {pixel.get('std')}"
 
 
-def convert_checkpoint(path: str | Path, source: str) -> dict:
+def convert_checkpoint(path: str | Path, source: str, pkl_input: str | None = None) -> dict:
     """A detectron2 checkpoint dict: {"model": ..., "resnext_det": {template, input, cfg}}."""
-    state_dict, metadata = load_classifier_state_dict(path, source)
+    state_dict, metadata = load_classifier_state_dict(path, source, pkl_input)
     template = infer_template(state_dict)
     pixel = metadata.get("input", IMAGENET_INPUT)
+    scale = 1 if pixel.get("range") == "0-255" else 255  # detectron2 normalises in 0-255 units
     detectron2_cfg = {
         "INPUT.FORMAT": pixel["format"],
-        "MODEL.PIXEL_MEAN": [round(m * 255, 3) for m in pixel["mean"]],
-        "MODEL.PIXEL_STD": [round(s * 255, 3) for s in pixel["std"]],
+        "MODEL.PIXEL_MEAN": [round(m * scale, 4) for m in pixel["mean"]],
+        "MODEL.PIXEL_STD": [round(s * scale, 4) for s in pixel["std"]],
     }
     if not template["shortcuts"]:  # Sec. 5.1's plain stacks: the detector must be built without them too
         detectron2_cfg["MODEL.RESNEXT.SHORTCUTS"] = False
