@@ -135,6 +135,7 @@ def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
                 input_names=[INPUT_NAME],
                 output_names=list(OUTPUT_NAMES),
                 verbose=False,
+                custom_translation_table=_onnx_translations(),
             )
     except Exception as e:
         raise _unsupported(e, "torch.onnx.export") from e
@@ -143,6 +144,21 @@ def write_onnx(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:
     program.save(str(path))
     onnx.checker.check_model(str(path))
     return path
+
+
+def _onnx_translations() -> dict:
+    """torchvision's RoI max pooling as ONNX's ``MaxRoiPool`` (the same Caffe algorithm: equal
+    outputs, tested): onnxscript's own translation of ``torchvision::roi_pool`` takes the op's
+    arguments in another order and fails (onnxscript 0.7)."""
+    from onnxscript import opset18 as op
+
+    def roi_pool(features, rois, spatial_scale: float, pooled_height: int, pooled_width: int):
+        pooled = op.MaxRoiPool(
+            features, rois, pooled_shape=[pooled_height, pooled_width], spatial_scale=spatial_scale
+        )
+        return pooled, op.Cast(pooled, to=7)  # torchvision's argmax output, which nothing reads
+
+    return {torch.ops.torchvision.roi_pool.default: roi_pool}
 
 
 def write_pt2(graph: TwoStageGraph, example: torch.Tensor, path: Path) -> Path:

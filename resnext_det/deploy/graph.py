@@ -27,7 +27,7 @@ import torch
 from detectron2.layers import ROIAlign
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import nms, roi_align
+from torchvision.ops import RoIPool, nms, roi_align, roi_pool
 
 from ..errors import ConfigError
 from ..layers.frozen_bn import fold_frozen_batchnorm
@@ -133,11 +133,12 @@ class TwoStageGraph(nn.Module):
         self.box_normalize = _Normalize(fast_rcnn)
         self.box_backbone = fast_rcnn.backbone
         (pooler,) = heads.pooler.level_poolers
-        if not isinstance(pooler, ROIAlign):
+        if not isinstance(pooler, (ROIAlign, RoIPool)):
             raise ConfigError(
-                f"export supports ROIAlign / ROIAlignV2 poolers, not {type(pooler).__name__} "
+                f"export supports ROIAlign / ROIAlignV2 / ROIPool poolers, not {type(pooler).__name__} "
                 "(MODEL.ROI_BOX_HEAD.POOLER_TYPE)"
             )
+        self.max_pooling = isinstance(pooler, RoIPool)  # the paper family's RoI pooling
         self.pooler_size = (
             tuple(pooler.output_size)
             if not isinstance(pooler.output_size, int)
@@ -147,8 +148,8 @@ class TwoStageGraph(nn.Module):
             )
         )
         self.pooler_scale = float(pooler.spatial_scale)
-        self.pooler_sampling = int(pooler.sampling_ratio)
-        self.pooler_aligned = bool(pooler.aligned)
+        self.pooler_sampling = int(getattr(pooler, "sampling_ratio", 0))  # RoIAlign's only
+        self.pooler_aligned = bool(getattr(pooler, "aligned", False))
         self.res5 = heads.res5
         predictor = heads.box_predictor
         self.cls_score, self.bbox_pred = predictor.cls_score, predictor.bbox_pred
@@ -215,9 +216,12 @@ class TwoStageGraph(nn.Module):
         proposals = torch.cat((proposals, proposals.new_zeros(self.post_nms_topk - count, 4)))
         is_proposal = torch.arange(self.post_nms_topk, device=proposals.device) < count
         rois = torch.cat((proposals.new_zeros(proposals.shape[0], 1), proposals), dim=1)
-        pooled = roi_align(
-            features, rois, self.pooler_size, self.pooler_scale, self.pooler_sampling, self.pooler_aligned
-        )
+        if self.max_pooling:
+            pooled = roi_pool(features, rois, self.pooler_size, self.pooler_scale)
+        else:
+            pooled = roi_align(
+                features, rois, self.pooler_size, self.pooler_scale, self.pooler_sampling, self.pooler_aligned
+            )
         box_features = self.res5(pooled).mean(dim=(2, 3))
         probs = F.softmax(self.cls_score(box_features), dim=-1)[:, :-1]  # the last column: background
         boxes = apply_box_deltas(

@@ -59,6 +59,32 @@ def test_onnx_runtime_at_a_size_its_resize_rounds_differently(onnx_dir, graph):
     np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=0.1)
 
 
+def test_the_paper_familys_roi_pooling_exports(tiny_stage_dirs, write_stage, tmp_path):
+    """MODEL.ROI_BOX_HEAD.POOLER_TYPE ROIPool (the paper family's): the graph pools as detectron2's
+    head does (the predictor's detections), and ONNX Runtime's MaxRoiPool as the graph does."""
+    from resnext_det.engine.two_stage import TwoStagePredictor
+
+    frcn = write_stage(
+        tmp_path / "fast_rcnn",
+        "demo/fast_rcnn_tiny_C4.yaml",
+        ["MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIPool"],
+        seed=2,
+    )
+    pair = load_stage_pair(tiny_stage_dirs[0], frcn)
+    pooled = build_graph(pair)
+    assert pooled.max_pooling
+    (image,) = images(EXACT_SIZES[0])
+    expected = TwoStagePredictor(pair.rpn, pair.fast_rcnn)(image)
+    got = eager(pooled, image)
+    assert_same_detections(
+        got,
+        [expected.pred_boxes.tensor.numpy(), expected.scores.numpy(), expected.pred_classes.numpy()],
+        1e-4,
+    )
+    exported = export_stage_pair(tiny_stage_dirs[0], frcn, tmp_path / "onnx", "onnx")
+    assert_same_detections(load(exported).run(image), got, box_tolerance=1e-2)
+
+
 def test_predictor_call_returns_instances_in_image_pixels(onnx_dir):
     (image,) = images((300, 90))
     instances = load(onnx_dir)(image)
