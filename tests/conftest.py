@@ -43,7 +43,6 @@ MODULE_GROUPS = {
     # collection check cannot see: without this line a second worker built the pipeline (+33 s)
     "tests/test_docs.py": "tiny_pipeline",
     "tests/deploy/test_export.py": "stage_pairs",
-    "tests/tools/test_reproduce_table8.py": "stage_pairs",
     "tests/deploy/test_graph.py": "stage_pairs",
     "tests/deploy/test_tools.py": "stage_pairs",
     "tests/engine/test_tta.py": "stage_pairs",

@@ -154,3 +154,20 @@ def resnext_lua_network(state: dict, cardinality: int, old_norm_at: str = "") ->
         Module("nn.View", {"size": [2048]}),
         Module("nn.Linear", {"weight": _numpy(state, "fc.weight"), "bias": _numpy(state, "fc.bias")}),
     )  # fmt: skip
+
+
+def torchvision_names(state: dict) -> dict:
+    """A resnext_det classifier's state dict in torchvision's names (the inverse of
+    ``checkpoint.convert.torchvision_to_resnext_names``), for ``resnext_lua_network``: a Torch7
+    file of any template, e.g. the demo's."""
+    import re
+
+    renamed = {}
+    for name, value in state.items():
+        new = re.sub(r"^stem\.conv1\.norm\.", "bn1.", name)
+        new = re.sub(r"^stem\.conv1\.", "conv1.", new)
+        new = re.sub(r"^res(\d)\.", lambda m: f"layer{int(m[1]) - 1}.", new)
+        new = re.sub(r"\.conv(\d)\.norm\.", r".bn\1.", new)
+        new = new.replace(".shortcut.norm.", ".downsample.1.").replace(".shortcut.", ".downsample.0.")
+        renamed[re.sub(r"^linear\.", "fc.", new)] = value
+    return renamed
