@@ -99,6 +99,10 @@ def configs_and_overrides(args) -> dict[str, tuple[str, list[str]]]:
 def claim_output(out: Path, identity: dict, resume: bool, overwrite: bool) -> None:
     """Refuse a folder of another reproduction, or of this one without --resume (nothing that
     a run wrote is lost); --overwrite removes the stage folders this tool writes, and nothing else."""
+    if resume and overwrite:
+        raise OutputDirError(
+            "--resume continues the reproduction in --output and --overwrite removes it: pass one"
+        )
     run_file = out / RUN_FILE
     dirs = DetectionStageDirs.under(out)
     stage_dirs = [d for d in (dirs.rpn, dirs.fast_rcnn, dirs.eval) if d.exists()]

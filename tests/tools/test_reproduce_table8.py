@@ -118,6 +118,9 @@ def test_folders_of_another_run_are_refused(reproduction, tmp_path):
         refused.returncode == 1
         and "holds another reproduction (family 'paper' -> 'modern', other overrides" in refused.stderr
     )
+    both = tool_runs.run_tool(*command, "--resume", "--overwrite")
+    assert both.returncode == 1 and "--resume continues the reproduction" in both.stderr
+    assert (out / "fast_rcnn" / "model_final.pth").is_file()  # nothing removed
     missing = tool_runs.run_tool("tools/reproduce_table8.py", "--model", "R50", "--weights",
                                  str(tmp_path / "none.pth"), "--output", str(tmp_path / "o"))  # fmt: skip
     assert missing.returncode == 1 and f"--weights {tmp_path / 'none.pth'} not found" in missing.stderr
