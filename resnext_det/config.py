@@ -80,10 +80,12 @@ def add_run_config(cfg: CN) -> CN:
     # same weights and metrics (tested on CPUs). On GPUs a few ops (RoIAlign's backward) have no
     # deterministic kernel; they warn and stay non-deterministic.
     cfg.DETERMINISTIC = False
-    # The layout of the model's weights and activations: "auto" (channels_last on the CPU, where
-    # oneDNN's convolutions measured faster: a demo Fast R-CNN training iteration 1.3x, a
-    # classification step too, docs/speed.md; contiguous on GPUs, not measured), "channels_last"
-    # or "contiguous". Both give fp32 results; only the speed and the float rounding differ.
+    # The layout of the model's weights and activations in training and eager inference (a trained
+    # stage in TwoStagePredictor, predict.py; exports trace the contiguous model): "auto"
+    # (channels_last on the CPU, where oneDNN's convolutions measured faster: a demo Fast R-CNN
+    # training iteration 1.3x, eager inference of an X50 pair 1.2x, a classification step too,
+    # docs/speed.md; contiguous on GPUs, not measured), "channels_last" or "contiguous". Both give
+    # fp32 results; only the speed and the float rounding differ.
     cfg.SOLVER.MEMORY_FORMAT = "auto"
     return cfg
 

@@ -64,11 +64,13 @@ _OPERATOR = re.compile(r"OpOverload\(op='([\w.]+)'|target=torch\.ops\.([\w.]+)|\
 
 
 def build_graph(pair: StagePair) -> TwoStageGraph:
-    """Both trained models (strictly loaded) as one ``TwoStageGraph``, FrozenBN folded."""
+    """Both trained models (strictly loaded) as one ``TwoStageGraph``, FrozenBN folded; in the
+    contiguous layout, whatever the stages run eagerly in: the exported backends' speed was
+    measured so (docs/speed.md), ONNX Runtime picks its own layout anyway."""
     stage2 = pair.fast_rcnn
     return TwoStageGraph(
-        pair.rpn.build_model(),
-        stage2.build_model(),
+        pair.rpn.build_model(channels_last=False),
+        stage2.build_model(channels_last=False),
         input_format=stage2.input_format,
         min_size=stage2.min_size_test,
         max_size=stage2.max_size_test,

@@ -22,9 +22,11 @@ import os
 from detectron2.config import LazyCall, LazyConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import channels_last_for
 from ..errors import ConfigError
 
 __all__ = [
+    "lazy_channels_last",
     "YAML_TO_LAZY_KEYS",
     "attach_lazy_proposals",
     "check_lazy_sections",
@@ -293,3 +295,10 @@ def attach_lazy_proposals(cfg, proposals_dir: str, path: str, test_only: bool = 
         node.mapper = LazyCall(ProposalLookupMapper)(
             mapper=node.mapper, store_dir=str(proposals_dir), dataset_names=group
         )
+
+
+def lazy_channels_last(cfg) -> bool:
+    """``train.memory_format`` (the YAML configs' ``SOLVER.MEMORY_FORMAT``; "auto" where a file
+    predates the key) on ``train.device``: whether the model runs in channels_last."""
+    memory_format = cfg.train.get("memory_format", "auto")
+    return channels_last_for(memory_format, cfg.train.device, key="train.memory_format")

