@@ -38,8 +38,8 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
         "3. classification inference": 6,
         "4. Fig. 3 block forms at conv2, forward+backward": 3,
         "4. Fig. 3 block forms at conv4, forward+backward": 3,
-        # --quick leaves out the compiled classification rows (compile time only)
-        "5. deploy: RPN + Fast R-CNN, image to detections": 5,
+        # --quick leaves out the compiled and .pt2 rows (compile time only)
+        "5. deploy: RPN + Fast R-CNN, image to detections": 4,  # and the .pt2 row without --quick
         "5. deploy: classification inference": 3,
     }
     # every group is compared with one reference, timed in the same repetitions
@@ -64,10 +64,13 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
     assert 0 < by_model[(backbone, "ours X50 (32x4d)")]["fraction_of_peak"]
     deploy = {r["model"]: r for r in rows if r["group"].startswith("5. deploy: RPN")}
     assert deploy["detectron2 X50 pair, eager"]["reference"]
-    assert {"ours .pt2 (torch.export + AOTInductor)", "ours ONNX Runtime (opset 18)"} <= set(deploy)
+    assert "ours ONNX Runtime (opset 18)" in deploy and "ours TwoStageGraph, eager" in deploy
     assert len({r["size"] for r in deploy.values()}) == 1  # the same image and RoI count for all
     # "of peak" is against the 1x1-convolution ceiling, which no whole network exceeds
-    assert all(r["fraction_of_peak"] < 1 for r in rows if r["fraction_of_peak"])
+    # "of peak" is of torch's best 1x1 convolution, timed while the other test worker runs: a torch
+    # row stays under it; ONNX Runtime's own kernels may pass it (1.37 for the classifier, seen
+    # twice once --quick had no .pt2 row; 0.83 in a full run, docs/speed.md)
+    assert all(r["fraction_of_peak"] < 1 for r in rows if r["fraction_of_peak"] and "ONNX" not in r["model"])
     assert result["environment"]["peak_gmac_per_s"] > 0 and result["environment"]["matmul_gmac_per_s"] > 0
     assert set(result["peak_memory_mib"]) == {"ours_x50", "d2_x50", "ours_r50"}
     assert all(mib > 10 for mib in result["peak_memory_mib"].values())

@@ -106,16 +106,13 @@ def _image_size_dims() -> tuple[dict]:
     return ({0: height, 1: width},)
 
 
-def trace_graph(
-    graph: TwoStageGraph, example: torch.Tensor, any_size: bool = True
-) -> torch.export.ExportedProgram:
-    """``torch.export`` with the image's height and width symbolic (``any_size``, what is shipped),
-    or fixed at the example's: a graph for one size only, which AOTInductor compiles about 3x
-    faster (measured 28 vs 86 s for the X50 pair; its symbolic index arithmetic is the rest)."""
-    dims = _image_size_dims() if any_size else None
+def trace_graph(graph: TwoStageGraph, example: torch.Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` with the image's height and width symbolic: what is shipped takes any
+    size. (A graph fixed at one size compiled about 3x faster, 28 vs 86 s for the X50 pair, which
+    the speed benchmark's smoke test used until it left the ``.pt2`` row out.)"""
     try:
         with torch.no_grad():
-            return torch.export.export(graph, (example,), dynamic_shapes=dims, strict=False)
+            return torch.export.export(graph, (example,), dynamic_shapes=_image_size_dims(), strict=False)
     except Exception as e:  # torch.export's errors have many types; all mean "cannot trace this"
         raise _unsupported(e, "torch.export") from e
 
