@@ -37,7 +37,7 @@ from resnext_det.engine.cli import add_dataset_argument, exit_on_user_error, reg
 from resnext_det.engine.defaults import merge_config  # noqa: E402
 from resnext_det.engine.lazy_config import is_lazy_config, load_lazy_config, loader_dataset_names  # noqa: E402
 
-from detectron2.config import CfgNode  # noqa: E402
+from fvcore.common.config import CfgNode  # noqa: E402  (detectron2's would need VERSION)
 
 
 def parse_args(argv=None):
@@ -56,9 +56,9 @@ def config_kind(path: str) -> str:
     """ "detection", "imagenet" or "cifar": what the config trains, read from its keys."""
     if is_lazy_config(path):
         return "detection"
-    raw = CfgNode.load_yaml_with_base(path, allow_unsafe=False)
+    raw = merge_config(CfgNode(new_allowed=True), path)  # any keys; a missing file is named
     if "DATA" in raw:
-        return "cifar" if str(raw["DATA"].get("DATASET", "")).startswith("cifar") else "imagenet"
+        return "cifar" if str(raw.DATA.get("DATASET", "")).startswith("cifar") else "imagenet"
     return "detection"
 
 

@@ -151,11 +151,13 @@ def main(argv=None) -> dict:
             )
         stages = configs_and_overrides(args)
         out = Path(args.output).resolve()
+        # both stages' configs with their overrides, checked before anything is written
+        setup_cfg(*stages["rpn"])
+        frcn_cfg = setup_cfg(*stages["fast_rcnn"])
         identity = {"model": args.model, "family": args.family, "weights": str(weights.resolve()),
                     "num_gpus": args.num_gpus, "configs": {s: c for s, (c, _) in stages.items()},
                     "overrides": {s: o for s, (_, o) in stages.items()}}  # fmt: skip
         claim_output(out, identity, args.resume, args.overwrite)
-        frcn_cfg = setup_cfg(*stages["fast_rcnn"])
         prepare_demo_datasets(frcn_cfg)  # generated when the config names the demo's splits
         datasets = (tuple(frcn_cfg.DATASETS.TRAIN), tuple(frcn_cfg.DATASETS.TEST))
 

@@ -50,6 +50,11 @@ def test_a_detection_configs_datasets_are_checked_all_at_once(demo_root, tmp_pat
     assert (
         "ok: resnext_demo_train: 160 images, " in run.stdout and "3 problems; docs/datasets.md" in run.stdout
     )
+    missing = tool_runs.run_tool(TOOL, "--config-file", str(tmp_path / "no.yaml"))
+    assert (
+        missing.returncode == 1
+        and f"error: config file '{tmp_path / 'no.yaml'}' does not exist" in missing.stderr
+    )
     clean = tool_runs.run_tool(TOOL, "--config-file", config)
     assert clean.returncode == 0 and problems(clean) == []
     assert clean.stdout.count("ok: resnext_demo_") == 2  # train and val, each once

@@ -125,3 +125,8 @@ def test_folders_of_another_run_are_refused(reproduction, tmp_path):
                                  str(tmp_path / "none.pth"), "--output", str(tmp_path / "o"))  # fmt: skip
     assert missing.returncode == 1 and f"--weights {tmp_path / 'none.pth'} not found" in missing.stderr
     assert not (tmp_path / "o").exists()
+    typo = tool_runs.run_tool(
+        *[w if w != str(out) else str(tmp_path / "typo") for w in command], "SOLVER.MAX_ITERS", "3"
+    )
+    assert typo.returncode == 1 and "Non-existent key: SOLVER.MAX_ITERS" in typo.stderr
+    assert not (tmp_path / "typo").exists()  # a typo writes no reproduction.json to trip the next run
