@@ -7,7 +7,7 @@ installed by the user (see README), and ``scripts/install.sh`` builds the pure-P
 
 from setuptools import find_packages, setup
 
-DEPLOY = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"]
+DEPLOY = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18", "openvino>=2024.0"]
 SLURM = ["submitit>=1.5"]
 
 setup(
@@ -49,9 +49,12 @@ setup(
         "opencv-python-headless",
     ],
     extras_require={
-        # tools/export_model.py --format onnx and running the exported model (ONNX Runtime);
-        # onnxscript is what torch.onnx's exporter translates with. The .pt2 format needs only torch.
+        # tools/export_model.py --format onnx [--quantize int8] and running the exported model
+        # (ONNX Runtime, or OpenVINO with --backend openvino); onnxscript is what torch.onnx's
+        # exporter translates with. The .pt2 format needs only torch.
         "deploy": DEPLOY,
+        # benchmarks/speed.py's full deploy group also measures OpenVINO's own int8 (NNCF)
+        "bench": ["nncf>=2.10", *DEPLOY],
         # --slurm on the training tools (submitit submits the job; its local executor tests it)
         "slurm": SLURM,
         # tools/convert_weights.py --source fb-torch7: the paper's Torch7 models (torchfile parses .t7)
@@ -65,6 +68,7 @@ setup(
             "hypothesis>=6",
             "torchfile",
             "ruff",
+            "nncf>=2.10",
             *DEPLOY,
             *SLURM,
         ],

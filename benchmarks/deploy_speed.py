@@ -8,7 +8,22 @@ no feature sharing), random weights, X50 32x4d C4:
   32``, ``Res5ROIHeads``) in ``TwoStagePredictor``, FrozenBN as detectron2 runs it;
 - ours eager: this project's models in ``TwoStagePredictor``, FrozenBN folded;
 - ours ``TwoStageGraph`` eager, then exported: ``.pt2`` (torch.export + AOTInductor, freezing)
-  and ONNX (``torch.onnx.export``, ONNX Runtime's CPU provider).
+  and ONNX (``torch.onnx.export``), run by ONNX Runtime's CPU provider and by OpenVINO (in f32
+  precision: ``deploy.runtime._OpenVINO``);
+- the same ONNX model in int8 (``deploy.quantize.quantize_onnx_file``: ONNX Runtime's static QDQ
+  quantization, MinMax, calibrated on 4 noise images: the speed does not depend on the ranges),
+  run by both runtimes; OpenVINO's own int8 through NNCF (``nncf.quantize`` on the fp32 model,
+  the same images) and OpenVINO's default precision (bf16 on a CPU with bf16 units).
+
+Not with ``--quick`` (the test suite's smoke test, which ``benchmarks/gpu_check.py`` runs in the
+process that ran every training stage): the OpenVINO rows. In that process, once OpenVINO had
+run, the next child process it started (``platform.processor()``'s ``uname``, the memory
+group's forkserver) crashed it with a corrupted heap (SIGSEGV in malloc, 2026-12-06; not seen in
+a fresh process, nor with the OpenVINO rows left out). OpenVINO's own tests run in the suite's
+workers (tests/deploy/test_quantize.py, tests/tools/test_demo.py).
+
+Where each graph backend's time goes (resize + backbones, RPN + NMS, RoI head, the rest) is
+``deploy_profile``'s.
 
 The RPN's box deltas are zeroed and its NMS is off (``MODEL.RPN.NMS_THRESH 1.0``), so the
 proposals are the top anchors and every backend's res5 head runs on exactly ``--test-proposals``
@@ -29,12 +44,14 @@ from pathlib import Path
 from resnext_det import get_config_file, resnext50_32x4d
 from resnext_det.deploy.export import AOTI_OPTIONS, trace_graph, write_onnx
 from resnext_det.deploy.graph import TwoStageGraph
-from resnext_det.deploy.runtime import _OnnxRuntime
+from resnext_det.deploy.quantize import quantize_onnx_file
+from resnext_det.deploy.runtime import _OnnxRuntime, _OpenVINO
 from resnext_det.engine import setup_cfg
 from resnext_det.engine.two_stage import TwoStagePredictor, build_trained_model
 
 import numpy as np
 import torch
+from deploy_profile import profile_eager, profile_onnxruntime, profile_openvino
 from timing import forward_macs, interleaved, row
 
 __all__ = ["bench_deploy"]
@@ -110,6 +127,20 @@ def _detection(args, rows, peak, tmp: Path):
         compiled = torch._inductor.aoti_load_package(package)
         cases["ours .pt2 (torch.export + AOTInductor)"] = lambda: compiled(tensor)
     cases["ours ONNX Runtime (opset 18)"] = lambda: onnx(image)
+    int8_path = tmp / "detector_int8.onnx"
+    noise = [lambda seed=seed: _noise(seed, height, width) for seed in range(1, 5)]
+    quantize_onnx_file(tmp / "detector.onnx", int8_path, noise)
+    runners = {}  # label -> a runtime's call on one image
+    test_size = {"min": height, "max": 1333}  # the graph's: the image is at the test size
+    openvino = args.device == "cpu" and not args.quick  # see the module docstring
+    if openvino:
+        runners["ours OpenVINO (f32)"] = _OpenVINO(tmp / "detector.onnx", args.device, test_size)
+    runners["ours ONNX Runtime int8 (QDQ, calibrated)"] = _OnnxRuntime(int8_path, args.device)
+    if openvino:
+        runners["ours OpenVINO int8 (the same QDQ model)"] = _OpenVINO(int8_path, args.device, test_size)
+        runners["ours OpenVINO int8 (NNCF)"] = _nncf_int8(tmp / "detector.onnx", noise)
+        runners["ours OpenVINO, its default precision"] = _openvino_default(tmp / "detector.onnx")
+    cases.update({label: (lambda run=run: run(image)) for label, run in runners.items()})
     with torch.no_grad():
         times = interleaved(cases, args.reps, args.device)
     counts = {name: sorted(set(seen)) for name, seen in rois.items()}
@@ -117,9 +148,56 @@ def _detection(args, rows, peak, tmp: Path):
         raise RuntimeError(f"the backends ran their res5 heads on different numbers of RoIs: {counts}")
     reference = times["detectron2 X50 pair, eager"]
     size = f"1x{height}x{width} uint8, {args.test_proposals} RoIs"
+    profiles = _profiles(args, graph, tensor, image, tmp, int8_path)
     for label, seconds in times.items():
         rows.append(row("5. deploy: RPN + Fast R-CNN, image to detections", label, seconds, reference, 1,
                         None, peak, size))  # fmt: skip
+        if label in profiles:
+            rows[-1]["profile"] = profiles[label]
+
+
+def _profiles(args, graph, tensor, image, tmp: Path, int8_path: Path) -> dict[str, dict[str, float]]:
+    """Where the time goes (``deploy_profile``) for the graph backends, by row label."""
+    reps = max(1, args.reps)
+    profiles = {
+        "ours TwoStageGraph, eager": profile_eager(graph, tensor, reps),
+        "ours ONNX Runtime (opset 18)": profile_onnxruntime(tmp / "detector.onnx", image, reps, tmp),
+        "ours ONNX Runtime int8 (QDQ, calibrated)": profile_onnxruntime(int8_path, image, reps, tmp),
+    }
+    if args.device == "cpu" and not args.quick:
+        profiles["ours OpenVINO (f32)"] = profile_openvino(tmp / "detector.onnx", image, reps)
+        profiles["ours OpenVINO int8 (the same QDQ model)"] = profile_openvino(int8_path, image, reps)
+    return profiles
+
+
+def _noise(seed: int, height: int, width: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def _nncf_int8(path: Path, images: list):
+    """OpenVINO's own int8: NNCF's post-training quantization of the fp32 model (its default
+    preset: symmetric weights and activations), compiled in f32 precision like the other rows."""
+    import nncf
+    import openvino
+
+    core = openvino.Core()
+    model = nncf.quantize(core.read_model(str(path)), nncf.Dataset([read() for read in images]),
+                          subset_size=len(images))  # fmt: skip
+    compiled = core.compile_model(
+        model, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"}
+    )
+    return lambda image: compiled([image])
+
+
+def _openvino_default(path: Path):
+    """OpenVINO as it runs an fp32 model unasked: bf16 on a CPU with bf16 units (different boxes)."""
+    import openvino
+
+    core = openvino.Core()
+    compiled = core.compile_model(
+        core.read_model(str(path)), "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    )
+    return lambda image: compiled([image])
 
 
 def _classification(args, rows, peak, tmp: Path):

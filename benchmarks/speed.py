@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import platform
 import sys
 import time
 from contextlib import nullcontext
@@ -62,6 +61,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # timing.py, deploy_speed.py besid
 import resnext_det  # noqa: E402,F401  (prepares detectron2; must come first)
 from resnext_det import get_config_file, resnet50, resnext50_32x4d  # noqa: E402
 from resnext_det.config import add_resnext_config  # noqa: E402
+from resnext_det.deploy.cpu import cpu_features  # noqa: E402
 from resnext_det.layers.frozen_bn import fold_frozen_batchnorm  # noqa: E402
 from resnext_det.modeling.block import block_class  # noqa: E402
 
@@ -405,7 +405,8 @@ def markdown(result: dict) -> str:
     gpu = f"GPU {env['gpu']}, " if env.get("gpu") else ""
     lines = [
         f"{env['date']}, torch {env['torch']}, {gpu}{env['threads']} threads on {env['cores']} cores "
-        f'({env["cpu"]}, {env["cpu_capability"]}, {native_bf16}); "of peak" is of the best fp32 1x1 '
+        f"({env['cpu']}, {env['cpu_capability']}, {native_bf16}; {', '.join(env.get('cpu_flags', []))}); "
+        '"of peak" is of the best fp32 1x1 '
         f"convolution in channels_last, {env['peak_gmac_per_s']:.1f} GMAC/s (bf16 rows: the bf16 one, "
         f"{env['bf16_peak_gmac_per_s']:.1f}; a 2048³ fp32 matmul: {env['matmul_gmac_per_s']:.1f}). "
         f"{env['reps']} interleaved repetitions after a warm-up "
@@ -427,6 +428,21 @@ def markdown(result: dict) -> str:
             f"{100 * r['fraction_of_peak']:.0f}%" if r["fraction_of_peak"] else "",
         ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
+    profiled = [r for r in result["rows"] if r.get("profile")]
+    if profiled:
+        from deploy_profile import SECTIONS
+
+        lines += [
+            "",
+            "Where the detector's time goes (benchmarks/deploy_profile.py: each backend's own per-node "
+            "times, shared out over the median seconds above):",
+            "",
+            "| backend | s | " + " | ".join(SECTIONS) + " |",
+            "|---|---:|" + "---:|" * len(SECTIONS),
+        ]
+        for r in profiled:
+            cells = [f"{r['seconds'] * r['profile'][section]:.3f}" for section in SECTIONS]
+            lines.append(f"| {r['model']} | {r['seconds']:.3f} | " + " | ".join(cells) + " |")
     if result["peak_memory_mib"]:
         measure = (
             "peak torch.cuda.max_memory_allocated"
@@ -497,7 +513,8 @@ def main(args) -> dict:
     result = {
         "environment": {
             "date": date.today().isoformat(), "torch": torch.__version__, "threads": args.threads,
-            "cores": __import__("os").cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "cores": __import__("os").cpu_count(), "cpu": cpu_features()["model"],
+            "cpu_flags": cpu_features()["flags"],
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "native_bf16": bool(native_bf16),
             "gpu": torch.cuda.get_device_name(args.device) if on_gpu else None,

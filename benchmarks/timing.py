@@ -50,9 +50,7 @@ def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
 CONV1X1_SHAPES = ((256, 56), (512, 28), (1024, 14), (2048, 7))
 
 
-def conv1x1_ceiling(
-    device: str, batch: int = 8, reps: int = 5, dtype: torch.dtype = torch.float32
-) -> float:
+def conv1x1_ceiling(device: str, batch: int = 8, reps: int = 5, dtype: torch.dtype = torch.float32) -> float:
     """The best multiply-adds per second of a channels_last 1x1 convolution (C -> C) in ``dtype``
     over ``CONV1X1_SHAPES`` at ``batch`` images, forward only (bf16 rows are compared with the
     bf16 ceiling: its units are another chip's worth of throughput)."""

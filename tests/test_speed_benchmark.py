@@ -39,7 +39,8 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
         "4. Fig. 3 block forms at conv2, forward+backward": 3,
         "4. Fig. 3 block forms at conv4, forward+backward": 3,
         # --quick leaves out the compiled and .pt2 rows (compile time only)
-        "5. deploy: RPN + Fast R-CNN, image to detections": 4,  # and the .pt2 row without --quick
+        # and the .pt2 and OpenVINO rows without --quick
+        "5. deploy: RPN + Fast R-CNN, image to detections": 5,
         "5. deploy: classification inference": 3,
     }
     # every group is compared with one reference, timed in the same repetitions
@@ -66,6 +67,15 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
     assert deploy["detectron2 X50 pair, eager"]["reference"]
     assert "ours ONNX Runtime (opset 18)" in deploy and "ours TwoStageGraph, eager" in deploy
     assert len({r["size"] for r in deploy.values()}) == 1  # the same image and RoI count for all
+    assert "ours ONNX Runtime int8 (QDQ, calibrated)" in deploy
+    # where the time goes: each graph backend's sections share out its whole time
+    profiled = {label: r["profile"] for label, r in deploy.items() if "profile" in r}
+    assert set(profiled) == {"ours TwoStageGraph, eager", "ours ONNX Runtime (opset 18)",
+                             "ours ONNX Runtime int8 (QDQ, calibrated)"}  # fmt: skip
+    for label, profile in profiled.items():
+        assert sum(profile.values()) == pytest.approx(1.0) and min(profile.values()) >= 0, label
+        assert profile["resize + backbones"] > 0 and profile["RoI head"] > 0, label
+        assert profile["reorders, other"] < 0.5, label  # the nodes found their sections
     # "of peak" is against the 1x1-convolution ceiling, which no whole network exceeds
     # "of peak" is of torch's best 1x1 convolution, timed while the other test worker runs: a torch
     # row stays under it; ONNX Runtime's own kernels may pass it (1.37 for the classifier, seen
@@ -78,6 +88,10 @@ def test_quick_speed_benchmark_writes_table_json_and_chart(gpu_check_on_cpu):
     table = (tmp_path / "speed_quick.md").read_text()
     assert "| measurement | model | input | s | images/s | ratio (range) |" in table
     assert table.count(" (ref) |") == len(references)
+    assert (
+        "| backend | s | resize + backbones | RPN + NMS | RoI head | post-processing | reorders, other |"
+        in table
+    )
     assert (tmp_path / "speed_ratios_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -35,7 +35,7 @@ from resnext_det.analysis.pictures import category_ids, dataset_metadata
 from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_datasets
 from resnext_det.data.demo_dataset import prepare_demo_splits
-from resnext_det.deploy import evaluate_predictor, load, open_source, predict_to_folder, read_meta
+from resnext_det.deploy import BACKENDS, evaluate_predictor, load, open_source, predict_to_folder, read_meta
 from resnext_det.engine import TwoStagePredictor, setup_cfg
 from resnext_det.engine.cli import (
     add_dataset_argument,
@@ -59,6 +59,12 @@ def parse_args(argv=None):
     parser = add_dataset_argument(default_argument_parser(epilog=__doc__))
     parser.add_argument("--proposals", default="", help="stage 1's output directory (with --config-file)")
     parser.add_argument("--exported", default="", help="evaluate this exported model's folder instead")
+    parser.add_argument(
+        "--backend",
+        choices=sorted({b for backends in BACKENDS.values() for b in backends}),
+        default=None,
+        help="runtime of --exported (default: onnxruntime for ONNX, aotinductor for .pt2)",
+    )
     parser.add_argument(
         "--images",
         default="",
@@ -97,6 +103,8 @@ def check_model_arguments(args) -> None:
             if args.exported
             else "--proposals is required (stage 1's OUTPUT_DIR), unless --exported names an exported model"
         )
+    if args.backend and not args.exported:
+        raise ConfigError("--backend chooses the runtime of an --exported model; the stages run in PyTorch")
     if args.exported and args.images:
         raise ConfigError(
             "--images draws the PyTorch pair's detections; for an exported model use tools/predict.py"
@@ -136,11 +144,16 @@ def exported_settings(args) -> tuple[list[str], str, str, dict]:
 def evaluate_exported(args) -> dict:
     names, output_dir, device, meta = exported_settings(args)
     check_device(device)
-    predictor = load(args.exported, device=device)
+    predictor = load(args.exported, device=device, backend=args.backend)
     results = {}
     for name in names:
         results[name] = evaluate_predictor(predictor, name, Path(output_dir, "inference", name))
-    report(output_dir, results, f"exported {meta['format']} model {args.exported}")
+    precision = (meta.get("quantization") or {}).get("dtype", "fp32")
+    report(
+        output_dir,
+        results,
+        f"exported {meta['format']} {precision} model {args.exported} ({predictor.backend_name})",
+    )
     if args.analysis:
         analyze(output_dir, names, args.score_threshold)
     return results

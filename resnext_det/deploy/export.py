@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from ..atomic_files import atomic_write_json
 from ..engine.two_stage import StagePair, load_stage_pair
 from ..errors import ExportError, OutputDirError
 from .graph import TwoStageGraph
+from .quantize import QuantizeSettings, calibration_records, quantize_export
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, OUTPUT_NAMES, file_sha256, load
 
 __all__ = [
@@ -272,17 +274,35 @@ def export_stage_pair(
     overwrite: bool = False,
     device: str = "cpu",
     opts: list[str] | None = None,
+    quantize: QuantizeSettings | None = None,
 ) -> Path:
     """Export the pair of stage folders to ``output/`` (``model.onnx`` or ``model.pt2``, and
-    ``meta.json``); returns ``output``. See the module docstring."""
+    ``meta.json``); returns ``output``. See the module docstring. With ``quantize``, the fp32 ONNX
+    model is exported to a temporary folder and ``output`` gets its int8 version
+    (``deploy.quantize``); the calibration set is checked before the export starts."""
     if fmt not in EXPORT_FORMATS:
         raise ExportError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    if quantize is not None and fmt != "onnx":
+        raise ExportError(
+            f"--quantize {quantize.quantization} writes an ONNX model (ONNX Runtime's static quantization); "
+            f"--format {fmt} cannot take it: use --format onnx (nothing was written)"
+        )
     output = Path(output)
     if output.exists() and not overwrite:
         raise OutputDirError(
             f"--output {output} exists; pass --overwrite to replace it (nothing was written)"
         )
     pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device, opts)
+    if quantize is not None:
+        calibration_records(quantize.dataset, quantize.images, pair.fast_rcnn.test_sets)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
+            fp32 = _export_pair(pair, Path(scratch) / "fp32", fmt, device)
+            return quantize_export(fp32, output, quantize, overwrite=overwrite, fp32_is_temporary=True)
+    return _export_pair(pair, output, fmt, device)
+
+
+def _export_pair(pair: StagePair, output: Path, fmt: str, device: str) -> Path:
     graph = build_graph(pair).to(device)
     example = example_image(graph.min_size, graph.max_size)
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")

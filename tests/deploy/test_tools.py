@@ -189,5 +189,5 @@ def test_eval_of_an_export_on_its_recorded_dataset_and_on_a_dataset_flag(onnx_di
     assert list(a) == ["resnext_demo_val"] and list(b) == ["mine"] and list(c) == ["resnext_demo_val"]
     # the same images and annotations: named by the flag, or by a LazyConfig's test loader
     assert a["resnext_demo_val"]["bbox"] == b["mine"]["bbox"] == c["resnext_demo_val"]["bbox"]
-    assert "[exported onnx model" in recorded.stdout
+    assert "[exported onnx fp32 model" in recorded.stdout and "(onnxruntime)]" in recorded.stdout
     assert (tmp_path / "a" / "inference" / "resnext_demo_val" / "coco_instances_results.json").is_file()
