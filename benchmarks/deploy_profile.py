@@ -21,6 +21,8 @@ import json
 import time
 from pathlib import Path
 
+from resnext_det.deploy.quantize import module_path
+
 import numpy as np
 import torch
 
@@ -37,11 +39,8 @@ _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
 def _scope(node) -> str:
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = [s.strip(" '\"") for s in prop.value.strip("[]").split(",")]
-            return next((s for s in scopes if s), "")
-    return ""
+    """The ``TwoStageGraph`` module (first component) that made ``node``, "" for its own code."""
+    return module_path(node).split(".")[0]
 
 
 def onnx_sections(path: str | Path) -> dict[str, str]:

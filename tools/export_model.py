@@ -30,7 +30,7 @@ import time
 
 import resnext_det  # noqa: F401  (prepares detectron2; must come first)
 from resnext_det.deploy import EXPORT_FORMATS, QuantizeSettings, export_stage_pair, quantize_export, read_meta
-from resnext_det.deploy.quantize import CALIBRATION_METHODS, QUANTIZATIONS
+from resnext_det.deploy.quantize import CALIBRATION_METHODS, DEFAULT_KEEP_FP32, QUANTIZATIONS
 from resnext_det.engine.cli import (
     add_dataset_argument,
     check_device,
@@ -72,10 +72,11 @@ def parse_args(argv=None):
     )
     quantize.add_argument(
         "--keep-fp32",
-        nargs="+",
-        default=[],
+        nargs="*",
+        default=None,
         metavar="NODE",
-        help="ONNX nodes or model modules (e.g. bbox_pred, rpn_head) to leave in fp32",
+        help="ONNX nodes or model modules (e.g. bbox_pred, rpn_head) to leave in fp32, instead of the "
+        f"default {' '.join(DEFAULT_KEEP_FP32)}; given alone, nothing",
     )
     quantize.add_argument(
         "--max-ap-drop", type=float, default=None, help="refuse int8 losing more AP on the calibration images"
@@ -90,7 +91,7 @@ def parse_args(argv=None):
 def quantize_settings(args) -> QuantizeSettings | None:
     """The quantization arguments, checked together; None without --quantize."""
     used = [flag for flag, given in (("--calibration-dataset", args.calibration_dataset),
-                                     ("--keep-fp32", args.keep_fp32),
+                                     ("--keep-fp32", args.keep_fp32 is not None),
                                      ("--max-ap-drop", args.max_ap_drop is not None)) if given]  # fmt: skip
     if args.quantize is None:
         if used or args.exported:
@@ -105,7 +106,7 @@ def quantize_settings(args) -> QuantizeSettings | None:
         dataset=args.calibration_dataset,
         images=args.calibration_images,
         method=args.calibration_method,
-        keep_fp32=tuple(args.keep_fp32),
+        keep_fp32=DEFAULT_KEEP_FP32 if args.keep_fp32 is None else tuple(args.keep_fp32),
         max_ap_drop=args.max_ap_drop,
         quantization=args.quantize,
     )

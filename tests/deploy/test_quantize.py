@@ -9,6 +9,7 @@ from pathlib import Path
 
 from resnext_det.deploy import QuantizeSettings, load, quantize_export
 from resnext_det.deploy.cpu import cpu_features
+from resnext_det.deploy.quantize import DEFAULT_KEEP_FP32, module_path
 from resnext_det.errors import ExportError
 
 import cv2
@@ -143,4 +144,11 @@ def test_an_int8_model_losing_more_than_max_ap_drop_is_refused(onnx_dir, demo_ro
     assert "more than --max-ap-drop 5.0" in str(refused.value)
     assert not out.exists() and not list(tmp_path.iterdir())
     kept = quantize_export(onnx_dir, out, QuantizeSettings("resnext_demo_train", images=2, max_ap_drop=10.0))
-    assert json.loads((kept / "meta.json").read_text())["quantization"]["check"]["ap_drop"] == 10.0
+    quantization = json.loads((kept / "meta.json").read_text())["quantization"]
+    assert quantization["check"]["ap_drop"] == 10.0
+    # by default each trunk's stem stays fp32: a nested module's nodes found by the exporter's scopes
+    model = onnx.load(str(kept / "model.onnx"))
+    stems = [n.name for n in model.graph.node if module_path(n).split(".")[1:2] == ["stem"]]
+    assert quantization["keep_fp32"] == list(DEFAULT_KEEP_FP32)
+    assert set(quantization["excluded_nodes"]) == set(stems)
+    assert {module_path(n) for n in model.graph.node if n.name in stems} == set(DEFAULT_KEEP_FP32)
