@@ -11,7 +11,8 @@ no feature sharing), random weights, X50 32x4d C4:
   and ONNX (``torch.onnx.export``), run by ONNX Runtime's CPU provider and by OpenVINO (in f32
   precision: ``deploy.runtime._OpenVINO``);
 - the same ONNX model in int8 (``deploy.quantize.quantize_onnx_file``: ONNX Runtime's static QDQ
-  quantization, MinMax, calibrated on 4 noise images: the speed does not depend on the ranges),
+  quantization, MinMax, calibrated on 4 noise images: the speed does not depend on the ranges; the
+  stems in fp32, as ``export_model.py --quantize int8`` leaves them),
   run by both runtimes; OpenVINO's own int8 through NNCF (``nncf.quantize`` on the fp32 model,
   the same images) and OpenVINO's default precision (bf16 on a CPU with bf16 units).
 
@@ -44,7 +45,7 @@ from pathlib import Path
 from resnext_det import get_config_file, resnext50_32x4d
 from resnext_det.deploy.export import AOTI_OPTIONS, trace_graph, write_onnx
 from resnext_det.deploy.graph import TwoStageGraph
-from resnext_det.deploy.quantize import quantize_onnx_file
+from resnext_det.deploy.quantize import DEFAULT_KEEP_FP32, quantize_onnx_file
 from resnext_det.deploy.runtime import _OnnxRuntime, _OpenVINO
 from resnext_det.engine import setup_cfg
 from resnext_det.engine.two_stage import TwoStagePredictor, build_trained_model
@@ -129,7 +130,7 @@ def _detection(args, rows, peak, tmp: Path):
     cases["ours ONNX Runtime (opset 18)"] = lambda: onnx(image)
     int8_path = tmp / "detector_int8.onnx"
     noise = [lambda seed=seed: _noise(seed, height, width) for seed in range(1, 5)]
-    quantize_onnx_file(tmp / "detector.onnx", int8_path, noise)
+    quantize_onnx_file(tmp / "detector.onnx", int8_path, noise, keep_fp32=DEFAULT_KEEP_FP32)
     runners = {}  # label -> a runtime's call on one image
     test_size = {"min": height, "max": 1333}  # the graph's: the image is at the test size
     openvino = args.device == "cpu" and not args.quick  # see the module docstring
