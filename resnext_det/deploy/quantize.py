@@ -118,8 +118,8 @@ def calibration_records(dataset: str, count: int, test_sets) -> list[dict]:
         )
     if dataset in test_sets:
         raise DatasetFileError(
-            f"--calibration-dataset {dataset} is a split this model is evaluated on (DATASETS.TEST "
-            f"{', '.join(test_sets)} in meta.json): calibrating on it tunes int8 to the test images. "
+            f"--calibration-dataset {dataset} is a split this model is evaluated on (its DATASETS.TEST: "
+            f"{', '.join(test_sets)}): calibrating on it tunes int8 to the test images. "
             "Calibrate on a training split; nothing was written"
         )
     prepare_demo_splits([dataset])

@@ -152,3 +152,20 @@ def test_an_int8_model_losing_more_than_max_ap_drop_is_refused(onnx_dir, demo_ro
     assert quantization["keep_fp32"] == list(DEFAULT_KEEP_FP32)
     assert set(quantization["excluded_nodes"]) == set(stems)
     assert {module_path(n) for n in model.graph.node if n.name in stems} == set(DEFAULT_KEEP_FP32)
+
+
+def test_the_issue_command_exports_and_quantizes_the_stages_in_one_go(tiny_stage_dirs, demo_root, tmp_path):
+    """``--rpn --fast-rcnn --format onnx --quantize int8``: the fp32 export is made in a temporary
+    folder beside the output and removed; meta.json names the stages, not that folder."""
+    rpn, frcn = (str(d) for d in tiny_stage_dirs)
+    out = tmp_path / "x50_int8"
+    result = run_tool("tools/export_model.py", "--rpn", rpn, "--fast-rcnn", frcn, "--format", "onnx",
+                      "--quantize", "int8", *CALIBRATION, "--output", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "int8 (minmax, 4 images of resnext_demo_train); on those images AP" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x50_int8"]  # no fp32 folder left behind
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["quantization"]["fp32_model"]["folder"] is None
+    assert meta["sources"]["rpn"]["dir"] == str(Path(rpn).resolve())
+    boxes, scores, classes = load(out).run(cv2.imread(str(sorted((demo_root / "val").glob("*.png"))[0])))
+    assert len(scores) == len(boxes) == len(classes)
