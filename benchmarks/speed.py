@@ -460,33 +460,79 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Okabe-Ito colours (colour-blind safe): faster than the group's reference, slower, the reference
+CHART_COLOURS = {"faster": "#0072B2", "slower": "#E69F00", "reference": "#999999"}
+#: the ratio axis: logarithmic, so that 0.2x and 6x fit beside the 0.6-1.2 range where the
+#: decisions are, with these ticks
+CHART_TICKS = (0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
 def chart(result: dict, path: Path) -> None:
+    """One panel per group: each row's time relative to its group's reference (grey), on a log
+    axis, the value written at the bar's end, whiskers from the lowest to the highest ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FixedLocator, NullLocator
 
-    rows = result["rows"]
-    labels = [f"{r['group'].split(' ', 1)[1][:38]}\n{r['model']}" for r in rows]
-    figure, axis = plt.subplots(figsize=(9, 0.32 * len(rows) + 1))
-    colours = [
-        "tab:gray" if r["reference"] else "tab:blue" if r["ratio"] <= 1.0 else "tab:orange" for r in rows
-    ]
-    ratios = [r["ratio"] for r in rows]
-    spread = [
-        [r["ratio"] - r["ratio_range"][0] for r in rows],
-        [r["ratio_range"][1] - r["ratio"] for r in rows],
-    ]
-    axis.barh(range(len(rows)), ratios, color=colours, xerr=spread, error_kw={"linewidth": 0.8})
-    axis.axvline(1.0, color="black", linewidth=0.8)
-    axis.set_yticks(range(len(rows)), labels, fontsize=6)
-    axis.invert_yaxis()
-    axis.set_xlabel("time / reference (grey) time in its group, lower is faster; whiskers: lowest-highest")
+    groups: dict[str, list[dict]] = {}
+    for r in result["rows"]:
+        groups.setdefault(r["group"], []).append(r)
+    low = min(min(r["ratio_range"][0], r["ratio"]) for r in result["rows"])
+    high = max(max(r["ratio_range"][1], r["ratio"]) for r in result["rows"])
+    limits = (min(0.8, low / 1.3), max(1.25, high * 1.6))
+    heights = [0.42 * len(rows) + 0.7 for rows in groups.values()]
+    figure, axes = plt.subplots(
+        len(groups),
+        1,
+        figsize=(10, sum(heights) + 1.2),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
+    for axis, (group, rows) in zip(axes[:, 0], groups.items(), strict=True):
+        kinds = ["reference" if r["reference"] else "faster" if r["ratio"] <= 1.0 else "slower" for r in rows]
+        ratios = [r["ratio"] for r in rows]
+        spread = [
+            [r["ratio"] - r["ratio_range"][0] for r in rows],
+            [r["ratio_range"][1] - r["ratio"] for r in rows],
+        ]
+        # bars grow from 1 (the reference) to the ratio: left is faster, right slower
+        axis.barh(range(len(rows)), [ratio - 1 for ratio in ratios], left=1, height=0.7,
+                  color=[CHART_COLOURS[k] for k in kinds])  # fmt: skip
+        axis.errorbar(ratios, range(len(rows)), xerr=spread, fmt="none", ecolor="black", elinewidth=0.8,
+                      capsize=2)  # fmt: skip
+        for y, r in enumerate(rows):
+            if r["reference"]:
+                axis.plot([1, 1], [y - 0.35, y + 0.35], color=CHART_COLOURS["reference"], linewidth=4)
+            faster = r["ratio"] < 1
+            end = r["ratio_range"][0] / 1.04 if faster else r["ratio_range"][1] * 1.04
+            axis.text(end, y, f"{r['ratio']:.2f}", va="center", ha="right" if faster else "left", fontsize=8)
+        axis.axvline(1.0, color="black", linewidth=0.8)
+        axis.set_xscale("log")
+        axis.set_xlim(*limits)
+        axis.xaxis.set_major_locator(FixedLocator([t for t in CHART_TICKS if limits[0] <= t <= limits[1]]))
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.set_xticklabels([f"{t:g}" for t in CHART_TICKS if limits[0] <= t <= limits[1]], fontsize=8)
+        axis.set_yticks(range(len(rows)), [r["model"] for r in rows], fontsize=9)
+        axis.invert_yaxis()
+        axis.set_title(f"{group}  ({rows[0]['size']})", fontsize=10, loc="left")
+        axis.grid(axis="x", linewidth=0.3)
+    axes[-1, 0].set_xlabel(
+        "time relative to the group's reference (log scale; below 1 is faster)", fontsize=9
+    )
     env = result["environment"]
-    where = env.get("gpu") or f"{env['threads']} CPU threads"
-    axis.set_title(f"resnext-det speed, {env['date']}, {where}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    where = env.get("gpu") or f"{env['threads']} CPU threads, {env.get('cpu', '')}"
+    figure.suptitle(f"resnext-det speed, {env['date']}, {where}", fontsize=11)
+    figure.legend(
+        handles=[Patch(color=CHART_COLOURS[k], label=label) for k, label in (
+            ("faster", "faster than the reference"), ("slower", "slower"), ("reference", "the reference"))],
+        loc="lower center", fontsize=9, ncol=3, frameon=False,
+    )  # fmt: skip
+    figure.tight_layout(rect=(0, 0.025, 1, 0.98))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main(args) -> dict:
