@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "atomic_torch_save"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write_json", "atomic_write_text", "atomic_torch_save"]
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -34,6 +35,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty hidden folder beside ``path`` to fill; on success it replaces ``path``
+    (an existing folder or file there is removed first), on error it is removed and ``path`` is
+    left as it was. (A folder cannot replace another in one rename: between the removal and the
+    rename there is no ``path``; proposals/store.py swaps a symlink where that matters.)"""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        os.replace(partial, path)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resnext_det.atomic_files import atomic_path, atomic_torch_save, atomic_write_json
+from resnext_det.atomic_files import atomic_folder, atomic_path, atomic_torch_save, atomic_write_json
 
 import pytest
 import torch
@@ -24,3 +24,18 @@ def test_torch_save_lands_complete_under_the_final_name(tmp_path):
     atomic_torch_save({"w": torch.arange(3)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["w"], torch.arange(3))
     assert [p.name for p in target.parent.iterdir()] == ["model.pth"]
+
+
+def test_atomic_folder_replaces_the_folder_only_when_complete(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_folder(target) as partial:
+        (partial / "new.txt").write_text("new")
+        raise RuntimeError("export failed half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no partial folder left
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_folder(target) as partial:
+        (partial / "new.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]

@@ -11,9 +11,7 @@ existing folder is replaced only with ``overwrite``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 import torch
 
 from ..analysis.pictures import category_ids, dataset_metadata
-from ..atomic_files import atomic_write_json
+from ..atomic_files import atomic_folder, atomic_write_json
 from ..engine.two_stage import StagePair, load_stage_pair
 from ..errors import ExportError, OutputDirError
 from .graph import TwoStageGraph
@@ -305,21 +303,11 @@ def export_stage_pair(
 def _export_pair(pair: StagePair, output: Path, fmt: str, device: str) -> Path:
     graph = build_graph(pair).to(device)
     example = example_image(graph.min_size, graph.max_size)
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_folder(output) as partial:
         model_file = partial / MODEL_FILES[fmt]
         (write_onnx if fmt == "onnx" else write_pt2)(graph, example.to(device), model_file)
         meta = _metadata(pair, graph, fmt, model_file)
         atomic_write_json(partial / META_FILE, meta)
         meta["verified"] = _verify(graph, partial, example, device)
         atomic_write_json(partial / META_FILE, meta)
-        if output.is_dir():
-            shutil.rmtree(output)
-        elif output.exists():
-            output.unlink()
-        os.replace(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return output

@@ -32,7 +32,6 @@ import functools
 import logging
 import os
 import random
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic_files import atomic_write_json
+from ..atomic_files import atomic_folder, atomic_write_json
 from ..errors import DatasetFileError, ExportError, OutputDirError
 from .cpu import cpu_description, cpu_features, has_int8_dot_product
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, file_sha256, load, read_meta
@@ -343,11 +342,7 @@ def quantize_export(
             f"--output {output} is the fp32 model's own folder; name another (nothing was written)"
         )
     records = calibration_records(settings.dataset, settings.images, meta.get("datasets_test") or [])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_folder(output) as partial:
         model_file = partial / MODEL_FILES["onnx"]
         started = time.perf_counter()
         excluded = quantize_onnx_file(
@@ -405,11 +400,4 @@ def quantize_export(
         if warning:
             logger.warning(warning)
         atomic_write_json(partial / META_FILE, meta)
-        if output.is_dir():
-            shutil.rmtree(output)
-        elif output.exists():
-            output.unlink()
-        os.replace(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return output
