@@ -292,11 +292,13 @@ def export_stage_pair(
         )
     pair = load_stage_pair(rpn_dir, fast_rcnn_dir, device, opts)
     if quantize is not None:
-        calibration_records(quantize.dataset, quantize.images, pair.fast_rcnn.test_sets)
+        records = calibration_records(quantize.dataset, quantize.images, pair.fast_rcnn.test_sets)
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{output.name}.fp32-", dir=output.parent) as scratch:
             fp32 = _export_pair(pair, Path(scratch) / "fp32", fmt, device)
-            return quantize_export(fp32, output, quantize, overwrite=overwrite, fp32_is_temporary=True)
+            return quantize_export(
+                fp32, output, quantize, overwrite=overwrite, fp32_is_temporary=True, records=records
+            )
     return _export_pair(pair, output, fmt, device)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 from ..atomic_files import atomic_folder, atomic_write_json
 from ..errors import DatasetFileError, ExportError, OutputDirError
 from .cpu import cpu_description, cpu_features, has_int8_dot_product
+from .predict import _read_image
 from .runtime import INPUT_NAME, META_FILE, MODEL_FILES, file_sha256, load, read_meta
 
 __all__ = [
@@ -146,9 +147,8 @@ def calibration_records(dataset: str, count: int, test_sets) -> list[dict]:
 
 
 def _read_bgr(record: dict) -> np.ndarray:
-    from detectron2.data.detection_utils import read_image
-
-    return np.ascontiguousarray(read_image(record["file_name"], format="BGR"))
+    """The image as the exported model takes it; an unreadable file is an ImageFileError naming it."""
+    return np.ascontiguousarray(_read_image(Path(record["file_name"]), "--calibration-dataset image"))
 
 
 def _calibration_reader(images: list):
@@ -313,11 +313,13 @@ def quantize_export(
     *,
     overwrite: bool = False,
     fp32_is_temporary: bool = False,
+    records: list[dict] | None = None,
 ) -> Path:
     """Write ``output/``: ``fp32_folder``'s ONNX model quantized to int8 (module docstring), with
     its ``meta.json``; returns ``output``. Nothing is written when a check fails.
     ``fp32_is_temporary``: the fp32 export was made for this and is not kept (meta.json then
-    records its checksum, not its folder)."""
+    records its checksum, not its folder). ``records``: the calibration images, when the caller
+    has already drawn and checked them (``calibration_records``)."""
     fp32_folder, output = Path(fp32_folder), Path(output)
     meta = read_meta(fp32_folder)
     if meta.get("quantization"):
@@ -341,7 +343,8 @@ def quantize_export(
         raise OutputDirError(
             f"--output {output} is the fp32 model's own folder; name another (nothing was written)"
         )
-    records = calibration_records(settings.dataset, settings.images, meta.get("datasets_test") or [])
+    if records is None:
+        records = calibration_records(settings.dataset, settings.images, meta.get("datasets_test") or [])
     with atomic_folder(output) as partial:
         model_file = partial / MODEL_FILES["onnx"]
         started = time.perf_counter()

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import ExportError, ImageFileError
 from .cpu import cpu_description, has_int8_dot_product
+from .graph import resized_size
 
 __all__ = [
     "BACKENDS",
@@ -148,10 +150,6 @@ class _OpenVINO:
         self.request = self.model.create_infer_request()
 
     def __call__(self, image: np.ndarray):
-        from PIL import Image
-
-        from .graph import resized_size
-
         height, width = image.shape[:2]
         new_height, new_width = resized_size(height, width, self.min_size, self.max_size)
         if (new_height, new_width) != (height, width):

@@ -87,11 +87,21 @@ def test_both_runtimes_run_the_fp32_and_the_int8_model(int8_dir, onnx_dir, demo_
 
 
 def test_bad_quantization_input_is_one_clear_error_and_writes_nothing(
-    onnx_dir, int8_dir, tiny_stage_dirs, tmp_path
+    onnx_dir, int8_dir, tiny_stage_dirs, demo_root, tmp_path
 ):
     rpn, frcn = (str(d) for d in tiny_stage_dirs)
     out = tmp_path / "out"
     exported = ["--exported", str(onnx_dir), "--quantize", "int8"]
+    # a registered training split whose one image is not an image
+    broken = tmp_path / "broken_split"
+    broken.mkdir()
+    (broken / "garbage.png").write_bytes(b"not a png")
+    annotations = json.loads((demo_root / "annotations" / "train.json").read_text())
+    annotations["images"] = [{**annotations["images"][0], "file_name": "garbage.png"}]
+    annotations["annotations"] = [
+        a for a in annotations["annotations"] if a["image_id"] == annotations["images"][0]["id"]
+    ]
+    (broken / "broken.json").write_text(json.dumps(annotations))
     cases = {
         "unregistered": ([*exported, "--calibration-dataset", "coco_2099"],
                          "--calibration-dataset 'coco_2099' is not registered"),
@@ -111,6 +121,9 @@ def test_bad_quantization_input_is_one_clear_error_and_writes_nothing(
         "no calibration": (exported, "needs --calibration-dataset"),
         "no quantize": (["--exported", str(onnx_dir), "--calibration-dataset", "resnext_demo_train"],
                         "--calibration-dataset is for --quantize int8"),
+        "unreadable image": ([*exported, "--dataset", "broken", str(broken / "broken.json"), str(broken),
+                              "--calibration-dataset", "broken", "--calibration-images", "1"],
+                             f"--calibration-dataset image {broken / 'garbage.png'} is not a readable image"),
     }  # fmt: skip
     for name, (args, message) in cases.items():
         result = run_tool("tools/export_model.py", *args, "--output", str(out))
@@ -118,6 +131,7 @@ def test_bad_quantization_input_is_one_clear_error_and_writes_nothing(
         assert message in result.stderr, (name, result.stderr[-2000:])
         assert "Traceback" not in result.stderr, name
         assert not out.exists() and not list(tmp_path.glob(".out*")), name
+        assert sorted(p.name for p in broken.iterdir()) == ["broken.json", "garbage.png"], name
     with pytest.raises(ExportError, match="use onnxruntime or openvino"):
         load(int8_dir, backend="aotinductor")
 
