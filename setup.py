@@ -9,6 +9,9 @@ from setuptools import find_packages, setup
 
 DEPLOY = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18", "openvino>=2024.0"]
 SLURM = ["submitit>=1.5"]
+# tools/eval_coco.py --corruptions (the benchmark's own implementation) and --calibration (D-ECE,
+# temperature / Platt scaling); see docs/analysis.md
+ROBUSTNESS = ["imagecorruptions>=1.1.2", "netcal>=1.3"]
 
 setup(
     name="resnext-det",
@@ -57,10 +60,20 @@ setup(
         "bench": ["nncf>=2.10", *DEPLOY],
         # --slurm on the training tools (submitit submits the job; its local executor tests it)
         "slurm": SLURM,
+        "robustness": ROBUSTNESS,
         # tools/convert_weights.py --source fb-torch7: the paper's Torch7 models (torchfile parses .t7)
         "torch7": ["torchfile"],
         # pytest-xdist: make test runs two workers (tests/README.md)
-        "test": ["pytest>=7", "pytest-xdist>=3.8", "timm", "hypothesis>=6", "torchfile", *DEPLOY, *SLURM],
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3.8",
+            "timm",
+            "hypothesis>=6",
+            "torchfile",
+            *DEPLOY,
+            *SLURM,
+            *ROBUSTNESS,
+        ],
         "dev": [
             "pytest>=7",
             "pytest-xdist>=3.8",
@@ -71,6 +84,7 @@ setup(
             "nncf>=2.10",
             *DEPLOY,
             *SLURM,
+            *ROBUSTNESS,
         ],
     },
 )

@@ -8,9 +8,11 @@ Runs ``tools/demo.py --output-dir DEMO_DIR`` (finished stages are kept, so a sec
 only copies), then copies into ``docs/``: the drawn detections (``demo_detections.jpg``), the
 training curves (``demo_curves.png``), the error breakdown and the confusion matrix of
 ``eval_coco.py --analysis`` (``demo_error_breakdown.png``, ``demo_confusion_matrix.png``), and
-``browse_dataset.py``'s proposal contact sheet (``demo_proposals.jpg``), and the demo's
-``demo_results.json``, whose numbers ``scripts/update_docs.py`` then writes into the pages (it
-runs last). Photos go to JPEG (smaller, at most 1200 px wide), plots stay PNG (sharper).
+``browse_dataset.py``'s proposal contact sheet (``demo_proposals.jpg``), the corruption
+benchmark and the calibration of its detector (``measure_robustness``: ``demo_robustness*``,
+``demo_reliability.png``, ``demo_calibration.json``), and the demo's ``demo_results.json``,
+whose numbers ``scripts/update_docs.py`` then writes into the pages (it runs last). Photos go
+to JPEG (smaller, at most 1200 px wide), plots stay PNG (sharper).
 """
 
 from __future__ import annotations
@@ -66,6 +68,60 @@ def measure_tta(demo: Path) -> dict:
     return rows
 
 
+#: docs picture -> the robustness runs' output it comes from (relative to the demo folder)
+ROBUSTNESS_PICTURES = {
+    "demo_robustness_heatmap.png": "robustness/robustness_heatmap.png",
+    "demo_robustness_curves.png": "robustness/robustness_curves.png",
+    "demo_robustness_fp32_int8.png": "robustness_compared/retention.png",
+    "demo_reliability.png": "calibration/reliability_resnext_demo_val_iou50.png",
+}
+#: docs result file -> the file it is copied from
+ROBUSTNESS_RESULTS = {
+    "demo_robustness.json": "robustness/robustness.json",
+    "demo_robustness_compared.json": "robustness_compared/comparison.json",
+    "demo_calibration.json": "calibration/calibration.json",
+}
+
+
+def measure_robustness(demo: Path) -> None:
+    """docs/analysis.md's runs on the demo's stages: the corruption benchmark of the PyTorch pair
+    and of its int8 export (default settings), the two side by side, and the calibration of the
+    box scores with both scalings fitted on the training split. A finished run is skipped (the
+    benchmark itself resumes an interrupted one)."""
+    pair = ["--config-file", "configs/demo/fast_rcnn_tiny_C4.yaml", "--proposals", str(demo / "rpn")]
+    weights = ["MODEL.WEIGHTS", str(demo / "fast_rcnn" / "model_final.pth")]
+    int8 = demo / "exported_int8"
+    steps = [
+        (demo / "robustness" / "robustness_curves.png",
+         ["tools/eval_coco.py", *pair, "--corruptions", "all", *weights,
+          "OUTPUT_DIR", str(demo / "robustness")]),
+        (int8 / "meta.json",
+         ["tools/export_model.py", "--exported", str(demo / "exported"), "--quantize", "int8",
+          "--calibration-dataset", "resnext_demo_train", "--calibration-images", "40",
+          "--output", str(int8)]),
+        (demo / "robustness_int8" / "robustness_curves.png",
+         ["tools/eval_coco.py", "--exported", str(int8), "--corruptions", "all",
+          "OUTPUT_DIR", str(demo / "robustness_int8")]),
+        (demo / "robustness_compared" / "comparison.json",
+         ["tools/plot_robustness.py", str(demo / "robustness"), str(demo / "robustness_int8"),
+          "--labels", "fp32 (PyTorch)", "int8 (ONNX Runtime)",
+          "--output", str(demo / "robustness_compared")]),
+        (demo / "calibration" / "calibration.json",
+         ["tools/eval_coco.py", *pair, "--calibration", "--calibration-fit", "resnext_demo_train",
+          *weights, "OUTPUT_DIR", str(demo / "calibration")]),
+    ]  # fmt: skip
+    for done, command in steps:
+        if done.is_file():
+            continue
+        print("$", " ".join(command), flush=True)
+        if subprocess.run([sys.executable, "-W", "ignore", *command], cwd=ROOT).returncode != 0:
+            sys.exit(f"error: {' '.join(command)} failed")
+    for target, source in ROBUSTNESS_RESULTS.items():
+        text = (demo / source).read_text().replace(str(demo), "output/demo")  # no machine's paths
+        (ROOT / "docs" / target).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"{demo / source} -> docs/{target}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -83,7 +139,8 @@ def main(argv=None) -> int:
     missing = [str(demo / source) for source in needed if not (demo / source).is_file()]
     if missing:
         sys.exit(f"error: {demo} lacks {', '.join(missing)}: run the demo into it (drop --no-run)")
-    for target, source in PICTURES.items():
+    measure_robustness(demo)
+    for target, source in {**PICTURES, **ROBUSTNESS_PICTURES}.items():
         with Image.open(demo / source) as image:
             destination = ROOT / "docs" / target
             if destination.suffix == ".jpg":  # at most 1200 px wide: a README, not a print

@@ -46,6 +46,7 @@ MODULE_GROUPS = {
     "tests/deploy/test_graph.py": "stage_pairs",
     "tests/deploy/test_tools.py": "stage_pairs",
     "tests/deploy/test_quantize.py": "stage_pairs",
+    "tests/deploy/test_robustness_tools.py": "stage_pairs",
     "tests/engine/test_tta.py": "stage_pairs",
     "tests/engine/test_trained_stage.py": "stage_pairs",
     "tests/pretrain/test_class_subset.py": "image_folder",

@@ -14,17 +14,29 @@
   # precision-recall curves, the COCO error breakdown, a confusion matrix (PNG + analysis.json)
   python tools/eval_coco.py ... --analysis
 
+  # the corruption benchmark (P, mPC, rPC; robustness.json, a heatmap, the severity curves): the
+  # RPN of --proposals runs on each corrupted image (an exported model does it by itself)
+  python tools/eval_coco.py ... --corruptions all --severities 1 2 3 4 5 OUTPUT_DIR out/robust
+  python tools/eval_coco.py --exported exported/x50 --corruptions gaussian_noise,motion_blur OUTPUT_DIR ...
+  # how well the box scores are calibrated (D-ECE, reliability diagrams), and temperature / Platt
+  # scaling fitted on another split's detections and measured on the test set's
+  python tools/eval_coco.py ... --calibration [--calibration-fit coco_2014_valminusminival] \
+      OUTPUT_DIR out/calib
+
   # a LazyConfig file, with detectron2's key=value overrides (with --images and --exported too)
   python tools/eval_coco.py --config-file configs/lazy/fast_rcnn_X50_32x4d_C4.py \
       --proposals out/rpn_x50 train.init_checkpoint=out/frcn_x50/model_final.pth
 
 Results: OUTPUT_DIR (train.output_dir) /coco_eval.json (and detectron2's
 inference/<dataset>/coco_instances_results.json); with --analysis, OUTPUT_DIR/analysis/<dataset>/
-(resnext_det.analysis.ANALYSIS_FILES).
+(resnext_det.analysis.ANALYSIS_FILES); with --corruptions, OUTPUT_DIR/robustness.json,
+robustness_heatmap.png, robustness_curves.png; with --calibration, OUTPUT_DIR/calibration.json and
+reliability_<dataset>_iou50.png / _iou75.png (docs/analysis.md).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -36,6 +48,7 @@ from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_datasets
 from resnext_det.data.demo_dataset import prepare_demo_splits
 from resnext_det.deploy import BACKENDS, evaluate_predictor, load, open_source, predict_to_folder, read_meta
+from resnext_det.deploy.evaluate import ground_truth_json
 from resnext_det.engine import TwoStagePredictor, setup_cfg
 from resnext_det.engine.cli import (
     add_dataset_argument,
@@ -49,8 +62,17 @@ from resnext_det.engine.lazy_config import is_lazy_config
 from resnext_det.engine.run_config import read_run_config, setup_run
 from resnext_det.engine.trained_stage import read_trained_stage
 from resnext_det.errors import ConfigError
+from resnext_det.robustness import (
+    benchmark_corruption,
+    format_table,
+    parse_corruptions,
+    parse_severities,
+    run_benchmark,
+    write_robustness_pictures,
+)
+from resnext_det.robustness.calibration import check_annotated, match_detections, write_calibration_report
 
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -82,7 +104,53 @@ def parse_args(argv=None):
         default=0.5,
         help="minimum score of the drawn detections (--images) and of the confusion matrix's (--analysis)",
     )
-    return parser.parse_args(argv)
+    robust = parser.add_argument_group("robustness and calibration (docs/analysis.md)")
+    robust.add_argument(
+        "--corruptions",
+        default="",
+        help="'all' (the benchmark's 15) or names separated by commas: AP under each, P / mPC / rPC",
+    )
+    robust.add_argument(
+        "--severities", nargs="+", default=["1", "2", "3", "4", "5"], help="of --corruptions (1-5)"
+    )
+    robust.add_argument(
+        "--calibration", action="store_true", help="D-ECE of the box scores and reliability diagrams"
+    )
+    robust.add_argument(
+        "--calibration-fit",
+        default="",
+        metavar="DATASET",
+        help="fit temperature and Platt scaling on this registered split (with annotations)",
+    )
+    robust.add_argument(
+        "--calibration-min-score",
+        type=float,
+        default=0.3,
+        help="detections below this score are left out of D-ECE and the fits",
+    )
+    robust.add_argument(
+        "--max-images",
+        type=int,
+        default=0,
+        help="with --corruptions / --calibration: the first N images of each split only (a quick look)",
+    )
+    return _give_back_overrides(parser.parse_args(argv))
+
+
+def _is_override(token: str) -> bool:
+    """A config override (YAML's KEY / VALUE pairs are upper case; LazyConfig's are key=value)."""
+    return "=" in token or (token == token.upper() and any(c.isalpha() for c in token))
+
+
+def _give_back_overrides(args):
+    """``--severities 1 2 3 MODEL.WEIGHTS w.pth``: argparse gives every token after
+    --severities to it; the overrides from the first key on go back to ``opts``."""
+    for i, token in enumerate(args.severities):
+        if _is_override(token):
+            args.opts = [*args.severities[i:], *args.opts]
+            args.severities = args.severities[:i]
+            break
+    return args
 
 
 #: VOC's two metrics (resnext_det.data.voc.VOCBothMetricsEvaluator), printed when present
@@ -111,6 +179,22 @@ def check_model_arguments(args) -> None:
         )
     if args.analysis and args.images:
         raise ConfigError("--analysis needs a dataset's ground truth: it cannot run with --images")
+    robustness = bool(args.corruptions) or args.calibration
+    if robustness and (args.images or args.analysis):
+        raise ConfigError("--corruptions and --calibration run on their own: not with --images or --analysis")
+    if args.corruptions and args.calibration:
+        raise ConfigError("run --corruptions and --calibration as two commands (each its own OUTPUT_DIR)")
+    if args.calibration_fit and not args.calibration:
+        raise ConfigError("--calibration-fit is a setting of --calibration")
+    if args.max_images and not robustness:
+        raise ConfigError("--max-images is a setting of --corruptions and --calibration")
+    if args.max_images < 0:
+        raise ConfigError(
+            f"--max-images: {args.max_images} is negative; expected a number of images (0 = all)"
+        )
+    if args.corruptions:  # before any model is built: a typo costs nothing
+        args.corruptions = parse_corruptions(args.corruptions)
+        args.severities = parse_severities(args.severities)
 
 
 def exported_settings(args) -> tuple[list[str], str, str, dict]:
@@ -141,10 +225,15 @@ def exported_settings(args) -> tuple[list[str], str, str, dict]:
     return names, output_dir, device, meta
 
 
-def evaluate_exported(args) -> dict:
+def exported_predictor(args):
+    """(predictor, test sets, output folder, meta.json) of ``--exported``."""
     names, output_dir, device, meta = exported_settings(args)
     check_device(device)
-    predictor = load(args.exported, device=device, backend=args.backend)
+    return load(args.exported, device=device, backend=args.backend), names, output_dir, meta
+
+
+def evaluate_exported(args) -> dict:
+    predictor, names, output_dir, meta = exported_predictor(args)
     results = {}
     for name in names:
         results[name] = evaluate_predictor(predictor, name, Path(output_dir, "inference", name))
@@ -199,13 +288,20 @@ def evaluate(args) -> dict:
     return results
 
 
-def draw(args) -> list[Path]:
-    """The pair's detections on ``--images`` (a folder, an image or a video), drawn, and in
-    COCO's results format in ``detections.json``, as ``tools/predict.py`` writes them."""
+def pytorch_predictor(args):
+    """The pair of ``--config-file`` and ``--proposals`` (stage 1's folder: its RPN runs on each
+    image), and its run config."""
     run = read_run_config(args, test_only=True)  # YAML or LazyConfig alike
     predictor = TwoStagePredictor.from_stage1_dir(
         args.proposals, read_trained_stage(run.cfg, args.config_file)
     )
+    return predictor, run
+
+
+def draw(args) -> list[Path]:
+    """The pair's detections on ``--images`` (a folder, an image or a video), drawn, and in
+    COCO's results format in ``detections.json``, as ``tools/predict.py`` writes them."""
+    predictor, _ = pytorch_predictor(args)
     metadata = dataset_metadata(predictor.dataset_names[0] if predictor.dataset_names else None)
     output = Path(args.output or "vis")
     summary = predict_to_folder(
@@ -220,6 +316,116 @@ def draw(args) -> list[Path]:
     return summary["written"]
 
 
+def model_under_test(args):
+    """(predictor, test sets, output folder, the model's name in the result files) of the PyTorch
+    pair or of ``--exported``."""
+    if args.exported:
+        predictor, names, output_dir, meta = exported_predictor(args)
+        precision = (meta.get("quantization") or {}).get("dtype", "fp32")
+        return predictor, names, output_dir, f"exported {meta['format']} {precision} {args.exported}"
+    predictor, run = pytorch_predictor(args)
+    names = list(run.test_sets)
+    prepare_demo_splits(names)
+    check_datasets(names)
+    weights = " ".join(o for o in args.opts if "WEIGHTS" in o or "init_checkpoint" in o or o.endswith(".pth"))
+    return predictor, names, run.output_dir, f"{args.config_file} + {args.proposals} {weights}".strip()
+
+
+def first_images(name: str, count: int) -> list[dict] | None:
+    """The first ``count`` images of ``name`` (None: all of them)."""
+    return DatasetCatalog.get(name)[:count] if count else None
+
+
+def evaluate_robustness(args) -> dict:
+    """The corruption benchmark of the model on its (one) test set: robustness.json, its
+    pictures and the log's table in OUTPUT_DIR."""
+    corruptions = [benchmark_corruption(name) for name in args.corruptions]  # imagecorruptions checked
+    predictor, names, output_dir, model = model_under_test(args)
+    if len(names) != 1:
+        raise ConfigError(
+            f"--corruptions evaluates one test set; DATASETS.TEST has {len(names)} ({', '.join(names)}): "
+            f"name one with --dataset or DATASETS.TEST"
+        )
+    (name,) = names
+    state = run_benchmark(
+        predictor,
+        name,
+        output_dir,
+        corruptions,
+        args.severities,
+        model=model,
+        records=first_images(name, args.max_images),
+    )
+    pictures = write_robustness_pictures(state, output_dir)
+    print(format_table(state))
+    print(f"{name}: robustness.json and {', '.join(p.name for p in pictures)} in {output_dir}")
+    return state
+
+
+def _matched_detections_of(predictor, name: str, folder: Path, max_images: int, min_score: float, flag: str):
+    records = DatasetCatalog.get(name)
+    check_annotated(name, records, flag)
+    subset = first_images(name, max_images)
+    evaluate_predictor(predictor, name, folder, records=subset)
+    detections = json.loads(Path(folder, "coco_instances_results.json").read_text())
+    return match_detections(ground_truth_json(name, folder, subset), detections, min_score=min_score)
+
+
+def evaluate_calibration(args) -> dict:
+    """D-ECE of the model's detections on each test set, and with --calibration-fit the two
+    scalings fitted on that split: calibration.json and the reliability diagrams in OUTPUT_DIR."""
+    predictor, names, output_dir, _ = model_under_test(args)  # (registers the config's datasets)
+    if args.calibration_fit and args.calibration_fit not in DatasetCatalog.list():
+        raise ConfigError(
+            f"--calibration-fit: {args.calibration_fit!r} is not a registered dataset "
+            f"(give --dataset NAME JSON IMAGE_ROOT to register a COCO json)"
+        )
+    fit = None
+    if args.calibration_fit:
+        prepare_demo_splits([args.calibration_fit])
+        check_datasets([args.calibration_fit])
+        folder = Path(output_dir, "calibration_fit", args.calibration_fit)
+        fit = (
+            args.calibration_fit,
+            _matched_detections_of(
+                predictor,
+                args.calibration_fit,
+                folder,
+                args.max_images,
+                args.calibration_min_score,
+                "--calibration-fit",
+            ),
+        )
+    test = {
+        name: _matched_detections_of(
+            predictor,
+            name,
+            Path(output_dir, "inference", name),
+            args.max_images,
+            args.calibration_min_score,
+            "--calibration",
+        )
+        for name in names
+    }
+    report = write_calibration_report(test, output_dir, fit, args.calibration_min_score)
+
+    def percent(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    for name, per_iou in report["datasets"].items():
+        for iou, row in per_iou.items():
+            scaled = "  ".join(
+                f"{m} {percent(row[m]['d_ece'])}" for m in ("temperature", "platt") if m in row
+            )
+            print(
+                f"{name} IoU {iou}: {row['detections']} detections >= {args.calibration_min_score}, "
+                f"D-ECE {percent(row['d_ece'])} (with position {percent(row['d_ece_position'])})"
+                + (f"; after scaling fitted on {args.calibration_fit}: {scaled}" if scaled else "")
+            )
+    print(f"calibration.json and the reliability diagrams in {output_dir}")
+    return report
+
+
 def main(args):
     register_datasets_from_args(args)
     return draw(args) if args.images else evaluate(args)
@@ -229,9 +435,15 @@ if __name__ == "__main__":
     args = parse_args()
     with exit_on_user_error():
         check_model_arguments(args)
-    if args.images or args.exported:  # one process draws, or runs the exported model
+    if args.images or args.exported or args.corruptions or args.calibration:
+        # one process draws, runs the exported model, or runs a predictor over (corrupted) images
         with exit_on_user_error():
             register_datasets_from_args(args)
-            done = draw(args) if args.images else evaluate_exported(args)
+            if args.corruptions:
+                done = evaluate_robustness(args)
+            elif args.calibration:
+                done = evaluate_calibration(args)
+            else:
+                done = draw(args) if args.images else evaluate_exported(args)
         sys.exit(0 if done else 1)
     run_tool(main, args, preflight=lambda: preflight(args, args.proposals, test_only=True))

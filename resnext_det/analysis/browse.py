@@ -24,21 +24,37 @@ from ..atomic_files import atomic_write_json
 from ..seeding import seeded_rngs
 from .pictures import contact_sheet, dataset_metadata, visualizer
 
-__all__ = ["RECALL_IOUS", "VIEWS", "BrowseResult", "browse_dataset", "matched_ious", "proposal_recall"]
+__all__ = [
+    "PROPOSAL_LEGEND",
+    "RECALL_IOUS",
+    "VIEWS",
+    "BrowseResult",
+    "browse_dataset",
+    "matched_ious",
+    "matched_proposals",
+    "proposal_recall",
+]
 
 #: the IoUs at which each image's proposal recall is reported
 RECALL_IOUS = (0.5, 0.7)
 VIEWS = ("gt", "augmented", "proposals")
-#: object outline by the IoU of its proposal: found at 0.7, found only at 0.5, missed
-_FOUND, _LOOSE, _MISSED = "lime", "orange", "red"
+#: object outline by the IoU of its proposal (Okabe-Ito, colour-blind safe; missed is also
+#: dashed): found at 0.7, found only at 0.5, missed
+_FOUND, _LOOSE, _MISSED = "#56B4E9", "#F0E442", "#D55E00"
+PROPOSAL_LEGEND = (
+    (_FOUND, f"object found: its proposal (dotted) has IoU >= {RECALL_IOUS[1]}"),
+    (_LOOSE, f"found only at IoU >= {RECALL_IOUS[0]}"),
+    (_MISSED, f"missed: IoU < {RECALL_IOUS[0]} (dashed)"),
+)
 
 
-def matched_ious(objects: np.ndarray, proposals: np.ndarray) -> np.ndarray:
-    """Each object's IoU with the proposal assigned to it (0 if none is left): repeatedly the
-    (object, proposal) pair of highest IoU is assigned and both leave the pool."""
-    result = np.zeros(len(objects))
+def matched_proposals(objects: np.ndarray, proposals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each object's IoU with the proposal assigned to it (0 if none is left) and that proposal's
+    index (-1 if none): repeatedly the (object, proposal) pair of highest IoU is assigned and both
+    leave the pool."""
+    result, assigned = np.zeros(len(objects)), np.full(len(objects), -1)
     if len(objects) == 0 or len(proposals) == 0:
-        return result
+        return result, assigned
     overlaps = pairwise_iou(Boxes(torch.as_tensor(proposals, dtype=torch.float32)),
                             Boxes(torch.as_tensor(objects, dtype=torch.float32)))  # fmt: skip
     for _ in range(min(len(objects), len(proposals))):
@@ -46,10 +62,15 @@ def matched_ious(objects: np.ndarray, proposals: np.ndarray) -> np.ndarray:
         iou, obj = best_per_object.max(dim=0)
         if iou < 0:  # every object assigned
             break
-        result[int(obj)] = float(iou)
+        result[int(obj)], assigned[int(obj)] = float(iou), int(proposal_of[obj])
         overlaps[proposal_of[obj], :] = -1
         overlaps[:, obj] = -1
-    return result
+    return result, assigned
+
+
+def matched_ious(objects: np.ndarray, proposals: np.ndarray) -> np.ndarray:
+    """Each object's IoU with the proposal assigned to it (``matched_proposals``)."""
+    return matched_proposals(objects, proposals)[0]
 
 
 def proposal_recall(objects: np.ndarray, proposals: np.ndarray, ious=RECALL_IOUS) -> dict:
@@ -91,29 +112,49 @@ def draw_augmented(mapped: dict, metadata, input_format: str) -> np.ndarray:
 def draw_proposals(
     record: dict, objects, proposals: np.ndarray, recall: dict, metadata, top_k: int
 ) -> np.ndarray:
-    """The top-k proposals in faint yellow; each of the record's ``objects`` (``_objects``) outlined
-    by how well its assigned proposal fits it (green: IoU >= 0.7, orange: >= 0.5, red dashed:
-    missed), with that IoU."""
-    image = read_image(record["file_name"], format="RGB")
-    drawer = visualizer(image, metadata)
+    """Each of the record's ``objects`` (``_objects``) outlined by how well the proposal assigned
+    to it fits (``PROPOSAL_LEGEND``: found at IoU 0.7, at 0.5 only, missed), labelled with its
+    class and that IoU, and that one proposal dotted in the same colour: a hundred proposals per
+    image drawn at once bury the objects they are measured against."""
+    from matplotlib import patheffects
     from matplotlib.patches import Rectangle
 
-    for x0, y0, x1, y1 in proposals:  # thinner than draw_box's: a hundred of them stay readable
+    image = read_image(record["file_name"], format="RGB")
+    drawer = visualizer(image, metadata)
+    scale = drawer.output.scale
+    font_size = 1.25 * drawer._default_font_size
+
+    def rectangle(box, colour, width, style, edged):
+        x0, y0, x1, y1 = box
+        # a thin black edge keeps the colour visible on any background
+        edge = (
+            [patheffects.withStroke(linewidth=(width + 1.2) * scale, foreground="black")] if edged else None
+        )
         drawer.output.ax.add_patch(
-            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", alpha=0.45,
-                      linewidth=0.5 * drawer.output.scale)
+            Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=width * scale,
+                      linestyle=style, path_effects=edge)
         )  # fmt: skip
+
     boxes, classes = objects
-    for box, cls, iou in zip(boxes, classes, recall["iou"], strict=True):
+    _, assigned = matched_proposals(boxes, proposals)
+    for box, cls, iou, k in zip(boxes, classes, recall["iou"], assigned, strict=True):
         colour = _FOUND if iou >= RECALL_IOUS[1] else _LOOSE if iou >= RECALL_IOUS[0] else _MISSED
-        drawer.draw_box(box, alpha=1.0, edge_color=colour, line_style="-" if colour != _MISSED else "--")
-        drawer.draw_text(f"{_class_name(metadata, cls)} {iou:.2f}", (box[0], box[1]), color=colour,
-                         horizontal_alignment="left")  # fmt: skip
-    summary = "  ".join(
-        f"R@{t:g} {recall[f'recall@{t:g}']:.2f}" for t in RECALL_IOUS if recall[f"recall@{t:g}"] is not None
+        if k >= 0:
+            rectangle(proposals[k], colour, 0.9, (0, (2, 2)), edged=False)
+        rectangle(box, colour, 1.6, "-" if colour != _MISSED else "--", edged=True)
+        drawer.draw_text(f"{_class_name(metadata, cls)}: IoU {iou:.2f}", (box[0], box[3]), color=colour,
+                         horizontal_alignment="left", font_size=font_size)  # fmt: skip
+    summary = ", ".join(
+        f"{recall[f'recall@{t:g}']:.2f} at IoU {t:g}"
+        for t in RECALL_IOUS
+        if recall[f"recall@{t:g}"] is not None
     )
     drawer.draw_text(
-        f"top {top_k}: {summary or 'no objects'}", (4, 4), color="white", horizontal_alignment="left"
+        f"recall of the top {top_k}: {summary or 'no objects'}",
+        (4, 4),
+        color="white",
+        horizontal_alignment="left",
+        font_size=font_size,
     )
     return drawer.output.get_image()
 
@@ -205,6 +246,7 @@ def browse_dataset(
             Image.fromarray(drawn).save(target)
             entry["picture"] = str(target)
             pictures.append(target)
-    sheet = contact_sheet(pictures, output / "contact_sheet.png") if pictures else None
+    legend = PROPOSAL_LEGEND if what == "proposals" else None
+    sheet = contact_sheet(pictures, output / "contact_sheet.png", legend=legend) if pictures else None
     atomic_write_json(output / "browse.json", {"summary": summary, "images": entries}, indent=1)
     return BrowseResult(pictures, sheet, entries, summary)

@@ -1,11 +1,12 @@
 """Curves of one or more runs, overlaid: one PNG per panel, an overview of all, and the plotted
 numbers as JSON (``tools/plot_metrics.py``).
 
-A panel is a family of ``metrics.json`` keys: the losses, the learning rate, AP (detection) or
-top-1/top-5 error (classification), the RPN's average recall, the validation losses
-(``validation/...``, ``TEST.VAL_LOSS_PERIOD``) and the throughput (``images_per_s`` as
-pretraining logs it, else ``SOLVER.IMS_PER_BATCH`` over detectron2's per-iteration ``time``). A
-panel that no run has is left out.
+A panel is a family of ``metrics.json`` keys: the losses, the learning rate, detection AP,
+classification top-1/top-5 error (a top-5 error of 0 throughout is left out), the RPN's average
+recall, the validation losses (``validation/...``, ``TEST.VAL_LOSS_PERIOD``) and the throughput
+(``images_per_s`` as pretraining logs it, else ``SOLVER.IMS_PER_BATCH`` over detectron2's
+per-iteration ``time``), on a log axis. A panel that no run has is left out; one whose series
+each have one point (an evaluation at the end) is drawn as labelled bars.
 """
 
 from __future__ import annotations
@@ -23,19 +24,31 @@ def _is_loss(key: str) -> bool:
     return key == "total_loss" or key.startswith("loss_")
 
 
-#: panel name -> (title, y label, which keys belong to it)
+#: panel name -> (title, y label, which keys belong to it). Detection AP and classification error
+#: are two panels: one is better high, the other low, and they come from runs of different lengths.
 PANELS: dict[str, tuple[str, str, Callable[[str], bool]]] = {
     "losses": ("training losses", "loss", _is_loss),
     "lr": ("learning rate", "lr", lambda k: k == "lr"),
-    "accuracy": (
-        "AP on DATASETS.TEST (detection) / top-1, top-5 error (classification)",
-        "AP, error (%)",
-        lambda k: k.split("/")[-1] in ("AP", "AP50", "AP75", "top1_err", "top5_err"),
+    "detection_ap": (
+        "detection AP on DATASETS.TEST",
+        "AP (%)",
+        lambda k: k.split("/")[-1] in ("AP", "AP50", "AP75"),
     ),
-    "rpn_recall": ("RPN proposal recall", "AR", lambda k: k.startswith("box_proposals/AR@")),
+    "classification_error": (
+        "classification error (pretraining's val set)",
+        "error (%)",
+        lambda k: k in ("top1_err", "top5_err"),
+    ),
+    "rpn_recall": ("RPN proposal recall", "AR (%)", lambda k: k.startswith("box_proposals/AR@")),
     "validation": ("validation loss (TEST.VAL_LOSS_PERIOD)", "loss", lambda k: k.startswith("validation/")),
-    "throughput": ("throughput", "images/s", lambda k: k == "images_per_s"),
+    "throughput": ("training throughput", "images/s (log scale)", lambda k: k == "images_per_s"),
 }
+
+
+def _says_nothing(key: str, values: list[float]) -> bool:
+    """Top-5 error at 0 in every evaluation: a classifier of at most 5 classes cannot miss in
+    five guesses (the demo's 4), so the line would only cover the x axis."""
+    return key == "top5_err" and all(v == 0 for v in values)
 
 
 def _throughput(run: RunMetrics) -> tuple[list[int], list[float]]:
@@ -62,28 +75,59 @@ def panel_series(runs: list[RunMetrics]) -> dict[str, dict[str, dict[str, list]]
             for key in run.keys():
                 if belongs(key):
                     iterations, values = run.series(key)
-                    if iterations:
+                    if iterations and not _says_nothing(key, values):
                         lines[f"{run.name}: {key}"] = {"iteration": iterations, "value": values}
         if lines:
             panels[panel] = lines
     return panels
 
 
+#: Okabe & Ito's colour-blind-safe palette, one colour per line of a panel
+_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+
+
 def _draw(axis, panel: str, lines: dict) -> None:
+    """A panel: curves over iterations; when every series has one point (an evaluation at the
+    end), labelled bars instead: a lone dot per series says less than its number."""
     title, ylabel, _ = PANELS[panel]
-    for label, line in lines.items():
-        marker = "o" if len(line["iteration"]) <= 3 else None  # evaluations: a few points
-        axis.plot(line["iteration"], line["value"], label=label, marker=marker, linewidth=1.2)
-    axis.set_title(title, fontsize=9)
-    axis.set_xlabel("iteration", fontsize=8)
-    axis.set_ylabel(ylabel, fontsize=8)
-    if panel in ("losses", "lr", "validation"):
-        positive = all(v > 0 for line in lines.values() for v in line["value"])
-        if positive:
-            axis.set_yscale("log")
+    colours = [_COLOURS[i % len(_COLOURS)] for i in range(len(lines))]
+    if all(len(line["value"]) == 1 for line in lines.values()):
+        labels = [label.replace(": ", ":\n", 1) for label in lines]
+        values = [line["value"][0] for line in lines.values()]
+        bars = axis.bar(range(len(values)), values, color=colours)
+        axis.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=9)
+        axis.set_xticks(range(len(values)), labels, fontsize=8)
+        iterations = sorted({line["iteration"][0] for line in lines.values()})
+        axis.set_xlabel(f"at iteration {', '.join(map(str, iterations))}", fontsize=9)
+        axis.set_ylim(0, max(values) * 1.18 if max(values) > 0 else 1)
+    else:
+        for (label, line), colour in zip(lines.items(), colours, strict=True):
+            marker = "o" if len(line["iteration"]) <= 3 else None  # evaluations: a few points
+            axis.plot(
+                line["iteration"], line["value"], label=label, marker=marker, linewidth=1.4, color=colour
+            )
+        axis.set_xlabel("iteration", fontsize=9)
+        axis.legend(fontsize=7.5, framealpha=0.85)
+        if panel in ("losses", "lr", "validation", "throughput"):
+            if all(v > 0 for line in lines.values() for v in line["value"]):
+                axis.set_yscale("log")
+                if panel == "throughput":  # images/s read as numbers: 20, 50, 100, 200, 500
+                    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+                    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    axis.yaxis.set_minor_formatter(NullFormatter())
+    axis.set_title(title, fontsize=10)
+    axis.set_ylabel(ylabel, fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=6)
-    axis.tick_params(labelsize=7)
+    axis.tick_params(labelsize=8)
+
+
+def _columns(count: int) -> int:
+    """2 or 3 columns, whichever leaves fewer empty slots (3 on a tie): no hole in the overview."""
+    if count <= 3:
+        return count
+    return min((3, 2), key=lambda c: (-count % c, -c))
 
 
 def plot_runs(runs: list[RunMetrics], output: str | Path) -> list[Path]:
@@ -106,14 +150,14 @@ def plot_runs(runs: list[RunMetrics], output: str | Path) -> list[Path]:
         plt.close(figure)
         written.append(output / f"{panel}.png")
     if panels:
-        columns = min(3, len(panels))
+        columns = _columns(len(panels))
         rows = -(-len(panels) // columns)
-        figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 3.6 * rows), squeeze=False)
+        figure, axes = plt.subplots(rows, columns, figsize=(5.4 * columns, 3.9 * rows), squeeze=False)
         for axis, (panel, lines) in zip(axes.flat, panels.items(), strict=False):
             _draw(axis, panel, lines)
         for axis in list(axes.flat)[len(panels) :]:
             axis.set_visible(False)
-        figure.suptitle(", ".join(run.name for run in runs), fontsize=10)
+        figure.suptitle("runs: " + ", ".join(run.name for run in runs), fontsize=11)
         figure.tight_layout()
         figure.savefig(output / "overview.png", dpi=100)
         plt.close(figure)

@@ -59,9 +59,12 @@ def draw_instances(image_bgr, instances, metadata=None) -> np.ndarray:
     return visualizer(image_bgr[:, :, ::-1], metadata).draw_instance_predictions(instances).get_image()
 
 
-def contact_sheet(pictures: list[Path], target: str | Path, columns: int = 4, tile: int = 420) -> Path:
+def contact_sheet(
+    pictures: list[Path], target: str | Path, columns: int = 4, tile: int = 420, legend=None
+) -> Path:
     """``pictures`` side by side, each shrunk (never enlarged) to fit a ``tile`` x ``tile`` cell,
-    ``columns`` to a row, on white; written to ``target``."""
+    ``columns`` to a row, on white; ``legend`` ((colour, meaning) pairs) as a band above them;
+    written to ``target``."""
     if not pictures:
         raise ValueError("a contact sheet needs at least one picture")
     images = []
@@ -73,10 +76,35 @@ def contact_sheet(pictures: list[Path], target: str | Path, columns: int = 4, ti
     columns = min(columns, len(images))
     rows = -(-len(images) // columns)
     width, height = max(i.width for i in images), max(i.height for i in images)
-    sheet = Image.new("RGB", (width * columns, height * rows), "white")
+    band = _legend_band(legend, width * columns) if legend else None
+    top = band.height if band is not None else 0
+    sheet = Image.new("RGB", (width * columns, height * rows + top), "white")
+    if band is not None:
+        sheet.paste(band, (0, 0))
     for k, image in enumerate(images):
         x = (k % columns) * width + (width - image.width) // 2
-        y = (k // columns) * height + (height - image.height) // 2
+        y = top + (k // columns) * height + (height - image.height) // 2
         sheet.paste(image, (x, y))
     sheet.save(target)
     return Path(target)
+
+
+def _legend_band(legend, width: int) -> Image.Image:
+    """A white band ``width`` pixels wide with one coloured line and its meaning per entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+
+    dpi = 100
+    figure = plt.figure(figsize=(width / dpi, 0.42), dpi=dpi)
+    handles = [Line2D([], [], color=colour, linewidth=3) for colour, _ in legend]
+    figure.legend(handles, [text for _, text in legend], loc="center", ncol=len(legend), fontsize=10,
+                  frameon=False)  # fmt: skip
+    figure.canvas.draw()
+    band = Image.frombuffer("RGBA", figure.canvas.get_width_height(), figure.canvas.buffer_rgba()).convert(
+        "RGB"
+    )
+    plt.close(figure)
+    return band

@@ -251,35 +251,20 @@ class _Timed:
 
 
 def _check_on_calibration_images(fp32_folder: Path, int8_folder: Path, dataset: str, records) -> dict:
-    """COCO AP/AP50 and time per image of both models on the calibration images (their own
-    dataset entry while evaluated: COCOEvaluator reads the ground truth of exactly those)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
+    """COCO AP/AP50 and time per image of both models on the calibration images (evaluated as a
+    dataset of their own: COCOEvaluator reads the ground truth of exactly those)."""
+    from . import evaluate
 
-    from .evaluate import evaluate_predictor
-
-    subset = f"{dataset}@calibration{len(records)}"
-    source = MetadataCatalog.get(dataset)
-    copied = {
-        k: v
-        for k, v in source.as_dict().items()
-        if k in ("thing_classes", "thing_dataset_id_to_contiguous_id")
-    }
-    DatasetCatalog.register(subset, lambda: records)
-    MetadataCatalog.get(subset).set(**copied)
     results = {}
-    try:
-        with tempfile.TemporaryDirectory(prefix="int8-check-") as scratch:
-            for name, folder in (("fp32", fp32_folder), ("int8", int8_folder)):
-                timed = _Timed(load(folder))
-                box = evaluate_predictor(timed, subset, Path(scratch) / name)["bbox"]
-                results[name] = {
-                    "AP": float(box["AP"]),
-                    "AP50": float(box["AP50"]),
-                    "seconds_per_image": float(np.median(timed.seconds)),
-                }
-    finally:
-        DatasetCatalog.remove(subset)
-        MetadataCatalog.remove(subset)
+    with tempfile.TemporaryDirectory(prefix="int8-check-") as scratch:
+        for name, folder in (("fp32", fp32_folder), ("int8", int8_folder)):
+            timed = _Timed(load(folder))
+            box = evaluate.evaluate_predictor(timed, dataset, Path(scratch) / name, records=records)["bbox"]
+            results[name] = {
+                "AP": float(box["AP"]),
+                "AP50": float(box["AP50"]),
+                "seconds_per_image": float(np.median(timed.seconds)),
+            }
     results["images"] = len(records)
     results["ap_drop"] = results["fp32"]["AP"] - results["int8"]["AP"]
     results["ap50_drop"] = results["fp32"]["AP50"] - results["int8"]["AP50"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from resnext_det.analysis.browse import browse_dataset, matched_ious, proposal_recall
+from resnext_det.analysis.browse import browse_dataset, matched_ious, matched_proposals, proposal_recall
 from resnext_det.data.coco import register_checked_coco
 from resnext_det.engine.defaults import setup_cfg
 from resnext_det.proposals import stage1_proposals, write_proposal_file, write_proposal_store
@@ -100,6 +100,11 @@ def test_each_object_gets_one_proposal():
     assert recall["iou"] == pytest.approx([36 / 44, 30 / 50], abs=1e-4)
     assert (recall["recall@0.5"], recall["recall@0.7"]) == (1.0, 0.5)
     assert proposal_recall(np.zeros((0, 4)), objects)["recall@0.5"] is None
+    # which proposal each object got (the one the drawing dots beside it): the better one first
+    proposals = np.asarray([(0, 0, 10, 10), (22, 22, 60, 60), (20, 20, 60, 60)], np.float32)
+    ious, assigned = matched_proposals(objects, proposals)
+    assert assigned.tolist() == [2, 1] and ious.tolist() == pytest.approx([1.0, 38 * 38 / 1600])
+    assert matched_proposals(objects, np.zeros((0, 4)))[1].tolist() == [-1, -1]
 
 
 @pytest.mark.parametrize("source", ["pickle", "store"])
@@ -125,6 +130,13 @@ def test_proposal_recall_per_image_and_pooled(tiny_dataset, tmp_path, source):
     assert json.loads((tmp_path / "browse.json").read_text())["summary"] == result.summary
     sheet = Image.open(result.contact_sheet)
     assert sheet.size[0] >= 3 * 200 and sheet.size[1] >= 160
+    # the legend above the tiles: the three outline colours on a white band
+    tile_height = max(Image.open(p).height for p in result.pictures)
+    band = np.asarray(sheet.convert("RGB"))[: sheet.size[1] - tile_height]
+    assert band.shape[0] >= 30
+    for colour in ("#56B4E9", "#F0E442", "#D55E00"):
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(band.astype(int) - rgb).sum(axis=2) < 30).sum() > 20, colour
 
 
 def test_pooled_recall_is_detectron2s(tiny_dataset, tmp_path):

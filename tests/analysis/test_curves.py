@@ -54,10 +54,17 @@ def test_panels_hold_the_numbers_of_every_run(tmp_path):
         )
     )
     panels = panel_series([rpn, pretrain])
-    assert set(panels) == {"losses", "lr", "accuracy", "rpn_recall", "validation", "throughput"}
+    assert set(panels) == {
+        "losses",
+        "lr",
+        "classification_error",
+        "rpn_recall",
+        "validation",
+        "throughput",
+    }
     assert panels["losses"]["rpn: loss_rpn_cls"] == {"iteration": [19, 39, 59], "value": [0.6, 0.4, 0.3]}
     assert panels["rpn_recall"]["rpn: box_proposals/AR@100"]["value"] == [47.2]
-    assert panels["accuracy"] == {
+    assert panels["classification_error"] == {
         "pretrain: top1_err": {"iteration": [10], "value": [12.5]},
         "pretrain: top5_err": {"iteration": [10], "value": [1.0]},
     }
@@ -97,7 +104,30 @@ def test_the_tool_plots_runs_and_reports_cut_lines(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rpn: 4 iterations logged, 1 unreadable line(s) skipped" in result.stdout
     series = json.loads((tmp_path / "p" / "series.json").read_text())
-    assert series["accuracy"]["frcn: bbox/AP50"]["value"] == [74.7]
+    assert series["detection_ap"]["frcn: bbox/AP50"]["value"] == [74.7]
     assert (tmp_path / "p" / "overview.png").is_file()
     missing = run_tool("tools/plot_metrics.py", str(tmp_path / "none"))
     assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_a_top5_error_of_zero_throughout_is_left_out_and_single_evaluations_are_bars(tmp_path):
+    """With 4 classes (the demo's) top-5 error is 0 at every evaluation: no line along the x
+    axis; a panel of one evaluation per series is drawn (as bars), the overview has no hole."""
+    lines = [{"iteration": 9, "total_loss": 1.4, "lr": 0.1},
+             {"iteration": 10, "top1_err": 7.0, "top5_err": 0.0},
+             {"iteration": 20, "top1_err": 3.0, "top5_err": 0.0}]  # fmt: skip
+    pretrain = read_metrics(write_run(tmp_path / "pretrain", lines, batch=None))
+    evaluated = [
+        {"iteration": 9, "total_loss": 2.0, "lr": 0.04},
+        {"iteration": 10, "bbox/AP": 35.1, "bbox/AP50": 74.7},
+    ]
+    frcn = read_metrics(write_run(tmp_path / "frcn", evaluated))
+    panels = panel_series([pretrain, frcn])
+    assert panels["classification_error"] == {
+        "pretrain: top1_err": {"iteration": [10, 20], "value": [7.0, 3.0]}
+    }
+    assert set(panels["detection_ap"]) == {"frcn: bbox/AP", "frcn: bbox/AP50"}
+    written = plot_runs([pretrain, frcn], tmp_path / "plots")
+    assert {p.name for p in written} == {f"{p}.png" for p in panels} | {"overview.png"}
+    with Image.open(tmp_path / "plots" / "overview.png") as overview:  # 4 panels: 2 x 2
+        assert abs(overview.width / overview.height - 5.4 / 3.9) < 0.15

@@ -143,7 +143,8 @@ def test_an_int8_model_losing_more_than_max_ap_drop_is_refused(onnx_dir, demo_ro
     that gives the int8 model 10 AP less; the quantization and the rest are real."""
     import resnext_det.deploy.evaluate as evaluate
 
-    def fake_evaluation(predictor, dataset_name, output_dir):
+    def fake_evaluation(predictor, dataset_name, output_dir, records=None):
+        assert len(records) == 2
         quantized = "quantization" in predictor.predictor.meta
         return {"bbox": {"AP": 40.0 if quantized else 50.0, "AP50": 60.0 if quantized else 70.0}}
 

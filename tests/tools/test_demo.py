@@ -69,7 +69,7 @@ def test_demo_pipeline(demo):
         "stage 1's val proposals and what they miss",
     }
     curves = json.loads((tmp_path / "demo" / "plots" / "series.json").read_text())
-    assert curves["accuracy"]["fast_rcnn: bbox/AP"]["value"][-1] == pytest.approx(results["bbox"]["AP"])
+    assert curves["detection_ap"]["fast_rcnn: bbox/AP"]["value"][-1] == pytest.approx(results["bbox"]["AP"])
     recall = curves["rpn_recall"]["rpn: box_proposals/AR@100"]["value"]
     assert recall[-1] == pytest.approx(results["rpn_AR@100"])
     # the exported model (one ONNX graph, run by ONNX Runtime) scores what the PyTorch pair does
@@ -317,3 +317,59 @@ def test_the_demo_detector_in_int8(demo, tmp_path):
             ours,
             detections,
         )
+
+
+def test_the_demo_detector_under_corruption_exported_as_in_pytorch(demo, tmp_path):
+    """docs/analysis.md's corruption benchmark, on 10 val images and three corruptions: the
+    exported ONNX model (stage 1 inside the graph) and the PyTorch pair (its RPN run by the tool
+    on each corrupted image, from the stage's own config.yaml) see the same corrupted pixels, so
+    their P and mPC agree within 0.2; the corruptions cost the demo's detector AP."""
+    root, env, _, first = demo
+    assert first.returncode == 0, first.stderr[-3000:]
+    grid = [
+        "--corruptions",
+        "gaussian_noise,motion_blur,jpeg_compression",
+        "--severities",
+        "2",
+        "--max-images",
+        "10",
+    ]
+    stage2 = root / "demo" / "fast_rcnn"
+    run_tool("tools/eval_coco.py", "--config-file", str(stage2 / "config.yaml"),
+             "--proposals", str(root / "demo" / "rpn"), *grid,
+             "MODEL.WEIGHTS", str(stage2 / "model_final.pth"),
+             "OUTPUT_DIR", str(tmp_path / "pytorch"), env=env)  # fmt: skip
+    run_tool("tools/eval_coco.py", "--exported", str(root / "demo" / "exported"), *grid,
+             "OUTPUT_DIR", str(tmp_path / "onnx"), env=env)  # fmt: skip
+    pytorch, onnx = (
+        json.loads((tmp_path / k / "robustness.json").read_text())["summary"]["AP"]
+        for k in ("pytorch", "onnx")
+    )
+    print({"pytorch": pytorch, "onnx": onnx})
+    assert abs(pytorch["P"] - onnx["P"]) <= 0.2 and abs(pytorch["mPC"] - onnx["mPC"]) <= 0.2, (pytorch, onnx)
+    for name, ap in pytorch["per_corruption"].items():
+        assert abs(ap - onnx["per_corruption"][name]) <= 0.5, (name, pytorch, onnx)
+    assert pytorch["mPC"] < pytorch["P"] - 5, pytorch
+
+
+def test_the_demo_detectors_scores_calibrated_on_its_training_split(demo, tmp_path):
+    """docs/analysis.md's calibration command on the demo's pair, on 10 images of each split:
+    the temperature and Platt scalings are fitted on the training split's detections and measured
+    on the val split's; every D-ECE is a fraction, and precision is what the matching found."""
+    root, env, _, first = demo
+    assert first.returncode == 0, first.stderr[-3000:]
+    stage2 = root / "demo" / "fast_rcnn"
+    run_tool("tools/eval_coco.py", "--config-file", str(stage2 / "config.yaml"),
+             "--proposals", str(root / "demo" / "rpn"), "--calibration",
+             "--calibration-fit", "resnext_demo_train", "--max-images", "10",
+             "MODEL.WEIGHTS", str(stage2 / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "calib"),
+             env=env)  # fmt: skip
+    report = json.loads((tmp_path / "calib" / "calibration.json").read_text())
+    assert report["fit"]["dataset"] == "resnext_demo_train"
+    for iou in ("0.5", "0.75"):
+        fitted, row = report["fit"]["iou"][iou], report["datasets"]["resnext_demo_val"][iou]
+        assert fitted["detections"] > 10 and row["detections"] > 10, (fitted, row)
+        assert 0.3 < row["precision"] < 1.0 and row["mean_score"] >= 0.3, row
+        for measured in (row, row["temperature"], row["platt"]):
+            assert 0.0 < measured["d_ece"] < 0.6, row
+            assert measured["detections"] == row["detections"]
