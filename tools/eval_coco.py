@@ -36,7 +36,6 @@ reliability_<dataset>_iou50.png / _iou75.png (docs/analysis.md).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -48,7 +47,6 @@ from resnext_det.atomic_files import atomic_write_json
 from resnext_det.data.coco import check_datasets
 from resnext_det.data.demo_dataset import prepare_demo_splits
 from resnext_det.deploy import BACKENDS, evaluate_predictor, load, open_source, predict_to_folder, read_meta
-from resnext_det.deploy.evaluate import ground_truth_json
 from resnext_det.engine import TwoStagePredictor, setup_cfg
 from resnext_det.engine.cli import (
     add_dataset_argument,
@@ -70,7 +68,7 @@ from resnext_det.robustness import (
     run_benchmark,
     write_robustness_pictures,
 )
-from resnext_det.robustness.calibration import check_annotated, match_detections, write_calibration_report
+from resnext_det.robustness.calibration import calibrate_predictor, format_report
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
@@ -362,66 +360,27 @@ def evaluate_robustness(args) -> dict:
     return state
 
 
-def _matched_detections_of(predictor, name: str, folder: Path, max_images: int, min_score: float, flag: str):
-    records = DatasetCatalog.get(name)
-    check_annotated(name, records, flag)
-    subset = first_images(name, max_images)
-    evaluate_predictor(predictor, name, folder, records=subset)
-    detections = json.loads(Path(folder, "coco_instances_results.json").read_text())
-    return match_detections(ground_truth_json(name, folder, subset), detections, min_score=min_score)
-
-
 def evaluate_calibration(args) -> dict:
     """D-ECE of the model's detections on each test set, and with --calibration-fit the two
     scalings fitted on that split: calibration.json and the reliability diagrams in OUTPUT_DIR."""
     predictor, names, output_dir, _ = model_under_test(args)  # (registers the config's datasets)
-    if args.calibration_fit and args.calibration_fit not in DatasetCatalog.list():
-        raise ConfigError(
-            f"--calibration-fit: {args.calibration_fit!r} is not a registered dataset "
-            f"(give --dataset NAME JSON IMAGE_ROOT to register a COCO json)"
-        )
-    fit = None
     if args.calibration_fit:
+        if args.calibration_fit not in DatasetCatalog.list():
+            raise ConfigError(
+                f"--calibration-fit: {args.calibration_fit!r} is not a registered dataset "
+                f"(give --dataset NAME JSON IMAGE_ROOT to register a COCO json)"
+            )
         prepare_demo_splits([args.calibration_fit])
         check_datasets([args.calibration_fit])
-        folder = Path(output_dir, "calibration_fit", args.calibration_fit)
-        fit = (
-            args.calibration_fit,
-            _matched_detections_of(
-                predictor,
-                args.calibration_fit,
-                folder,
-                args.max_images,
-                args.calibration_min_score,
-                "--calibration-fit",
-            ),
-        )
-    test = {
-        name: _matched_detections_of(
-            predictor,
-            name,
-            Path(output_dir, "inference", name),
-            args.max_images,
-            args.calibration_min_score,
-            "--calibration",
-        )
-        for name in names
-    }
-    report = write_calibration_report(test, output_dir, fit, args.calibration_min_score)
-
-    def percent(value):
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
-    for name, per_iou in report["datasets"].items():
-        for iou, row in per_iou.items():
-            scaled = "  ".join(
-                f"{m} {percent(row[m]['d_ece'])}" for m in ("temperature", "platt") if m in row
-            )
-            print(
-                f"{name} IoU {iou}: {row['detections']} detections >= {args.calibration_min_score}, "
-                f"D-ECE {percent(row['d_ece'])} (with position {percent(row['d_ece_position'])})"
-                + (f"; after scaling fitted on {args.calibration_fit}: {scaled}" if scaled else "")
-            )
+    report = calibrate_predictor(
+        predictor,
+        names,
+        output_dir,
+        fit_dataset=args.calibration_fit or None,
+        max_images=args.max_images,
+        min_score=args.calibration_min_score,
+    )
+    print("\n".join(format_report(report)))
     print(f"calibration.json and the reliability diagrams in {output_dir}")
     return report
 

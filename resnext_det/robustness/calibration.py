@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,13 @@ __all__ = [
     "CALIBRATION_FILE",
     "IOU_THRESHOLDS",
     "MatchedDetections",
+    "calibrate_predictor",
     "check_annotated",
     "detection_ece",
     "fit_scaling",
+    "format_report",
     "match_detections",
+    "matched_detections_of",
     "reliability_curve",
     "rescaled",
     "write_calibration_report",
@@ -227,3 +231,78 @@ def write_calibration_report(
             report["datasets"][name][str(iou)] = row
     atomic_write_json(output_dir / CALIBRATION_FILE, report)
     return report
+
+
+def matched_detections_of(
+    predictor, dataset: str, folder: str | Path, *, max_images: int = 0, min_score: float = 0.0, flag: str
+) -> dict[float, MatchedDetections]:
+    """``predictor``'s detections on ``dataset`` (its first ``max_images`` images; 0: all),
+    evaluated into ``folder`` as any evaluation is, then matched (``match_detections``); a split
+    without boxes is refused, naming ``flag``."""
+    from detectron2.data import DatasetCatalog
+
+    from ..deploy.evaluate import evaluate_predictor, ground_truth_json
+
+    records = DatasetCatalog.get(dataset)
+    check_annotated(dataset, records, flag)
+    subset = records[:max_images] if max_images else None
+    evaluate_predictor(predictor, dataset, folder, records=subset)
+    detections = json.loads(Path(folder, "coco_instances_results.json").read_text())
+    return match_detections(ground_truth_json(dataset, folder, subset), detections, min_score=min_score)
+
+
+def calibrate_predictor(
+    predictor,
+    test_sets: list[str],
+    output_dir: str | Path,
+    *,
+    fit_dataset: str | None = None,
+    max_images: int = 0,
+    min_score: float = 0.3,
+) -> dict:
+    """``tools/eval_coco.py --calibration``: the predictor's detections on ``fit_dataset`` (if
+    given: the scalings are fitted there) and on each test set, matched, measured and written
+    (``write_calibration_report``) into ``output_dir``."""
+    fit = None
+    if fit_dataset:
+        folder = Path(output_dir, "calibration_fit", fit_dataset)
+        matched = matched_detections_of(
+            predictor,
+            fit_dataset,
+            folder,
+            max_images=max_images,
+            min_score=min_score,
+            flag="--calibration-fit",
+        )
+        fit = (fit_dataset, matched)
+    test = {
+        name: matched_detections_of(
+            predictor,
+            name,
+            Path(output_dir, "inference", name),
+            max_images=max_images,
+            min_score=min_score,
+            flag="--calibration",
+        )
+        for name in test_sets
+    }
+    return write_calibration_report(test, output_dir, fit, min_score)
+
+
+def format_report(report: dict) -> list[str]:
+    """The log's lines: per test set and IoU, the detections, D-ECE and the scalings' D-ECE."""
+
+    def percent(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    lines = []
+    fitted_on = (report["fit"] or {}).get("dataset")
+    for name, per_iou in report["datasets"].items():
+        for iou, row in per_iou.items():
+            scaled = "  ".join(f"{m} {percent(row[m]['d_ece'])}" for m in SCALINGS if m in row)
+            lines.append(
+                f"{name} IoU {iou}: {row['detections']} detections >= {report['min_score']}, "
+                f"D-ECE {percent(row['d_ece'])} (with position {percent(row['d_ece_position'])})"
+                + (f"; after scaling fitted on {fitted_on}: {scaled}" if scaled else "")
+            )
+    return lines
