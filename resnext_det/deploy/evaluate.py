@@ -19,6 +19,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 __all__ = ["evaluate_predictor", "ground_truth_json", "subset_dataset"]
 
@@ -26,21 +27,38 @@ __all__ = ["evaluate_predictor", "ground_truth_json", "subset_dataset"]
 ImageTransform = Callable[[np.ndarray, dict], np.ndarray]
 
 
-class _PredictorOnDatasetDicts(nn.Module):
-    """The model ``inference_on_dataset`` expects: a batch of dataset dicts in, outputs out."""
+class _RecordImages(Dataset):
+    """Each record with its image read (and transformed: a corruption) as ``image_bgr``: the
+    part of an evaluation that DataLoader workers can do while the model runs."""
 
-    def __init__(self, predictor, image_transform: ImageTransform | None = None):
+    def __init__(self, records: list[dict], image_transform: ImageTransform | None):
+        self.records, self.image_transform = records, image_transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        image = read_image(record["file_name"], format="BGR")
+        if self.image_transform is not None:
+            image = self.image_transform(image, record)
+        return {**record, "image_bgr": image}
+
+
+def _one_record_batches(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+class _PredictorOnDatasetDicts(nn.Module):
+    """The model ``inference_on_dataset`` expects: a batch of records (with their images) in,
+    outputs out."""
+
+    def __init__(self, predictor):
         super().__init__()
-        self.predictor, self.image_transform = predictor, image_transform
+        self.predictor = predictor
 
     def forward(self, batch: list[dict]) -> list[dict]:
-        outputs = []
-        for record in batch:
-            image = read_image(record["file_name"], format="BGR")
-            if self.image_transform is not None:
-                image = self.image_transform(image, record)
-            outputs.append({"instances": self.predictor(image)})
-        return outputs
+        return [{"instances": self.predictor(record["image_bgr"])} for record in batch]
 
 
 def _subset_name(dataset_name: str, records: list[dict]) -> str:
@@ -82,14 +100,18 @@ def evaluate_predictor(
     *,
     records: list[dict] | None = None,
     image_transform: ImageTransform | None = None,
+    workers: int = 0,
 ) -> dict:
     """``{"bbox": {"AP": ..., "AP50": ..., ...}}`` of ``predictor`` on ``dataset_name`` (or on
     ``records``, some of its images); detectron2's ``coco_instances_results.json`` goes to
-    ``output_dir``."""
+    ``output_dir``. ``workers`` processes read (and transform) the images ahead of the model
+    (0: this process does), in the dataset's order: the results do not depend on them."""
     if records is not None:
         with subset_dataset(dataset_name, records) as subset:
-            return evaluate_predictor(predictor, subset, output_dir, image_transform=image_transform)
-    dicts = DatasetCatalog.get(dataset_name)
+            return evaluate_predictor(
+                predictor, subset, output_dir, image_transform=image_transform, workers=workers
+            )
+    images = _RecordImages(DatasetCatalog.get(dataset_name), image_transform)
+    loader = DataLoader(images, batch_size=1, num_workers=workers, collate_fn=_one_record_batches)
     evaluator = COCOEvaluator(dataset_name, tasks=("bbox",), distributed=False, output_dir=str(output_dir))
-    model = _PredictorOnDatasetDicts(predictor, image_transform)
-    return inference_on_dataset(model, [[d] for d in dicts], evaluator)
+    return inference_on_dataset(_PredictorOnDatasetDicts(predictor), loader, evaluator)

@@ -25,7 +25,7 @@ import numpy as np
 from ..atomic_files import atomic_write_json
 from ..deploy.evaluate import evaluate_predictor
 from ..errors import ConfigError
-from .corruptions import CORRUPTION_GROUPS, Corruption, corrupt_image, image_seed
+from .corruptions import CORRUPTION_GROUPS, CorruptedImages, Corruption
 
 __all__ = [
     "METRICS",
@@ -117,11 +117,13 @@ def run_benchmark(
     model: str,
     records: list[dict] | None = None,
     progress: bool = True,
+    workers: int = 0,
 ) -> dict:
     """Evaluate ``predictor`` on ``dataset`` (or ``records``, some of its images) clean and under
     each corruption at each severity; returns (and keeps in OUTPUT_DIR/robustness.json) every
     result and their ``summary``. ``model`` names the model in the file (a re-run must name the
-    same one). The clean evaluation's detections stay in ``output_dir/inference/<dataset>``."""
+    same one). The clean evaluation's detections stay in ``output_dir/inference/<dataset>``;
+    ``workers`` DataLoader processes read and corrupt the images while the model runs."""
     from tqdm import tqdm
 
     output_dir = Path(output_dir)
@@ -148,18 +150,17 @@ def run_benchmark(
         for corruption, severity in todo:
             bar.set_postfix_str("clean" if corruption is None else f"{corruption.name} {severity}")
             if corruption is None:
-                box = evaluate_predictor(
-                    predictor, dataset, output_dir / "inference" / dataset, records=records
-                )
+                clean_dir = output_dir / "inference" / dataset
+                box = evaluate_predictor(predictor, dataset, clean_dir, records=records, workers=workers)
                 state["clean"] = _kept(box["bbox"])
             else:
-
-                def transform(image, record, corruption=corruption, severity=severity):
-                    seed = image_seed(record, corruption.name, severity)
-                    return corrupt_image(image, corruption, severity, seed)
-
                 box = evaluate_predictor(
-                    predictor, dataset, Path(scratch), records=records, image_transform=transform
+                    predictor,
+                    dataset,
+                    Path(scratch),
+                    records=records,
+                    image_transform=CorruptedImages(corruption, severity),
+                    workers=workers,
                 )
                 kept = _kept(box.get("bbox", {}), clean=state["clean"])
                 state["corrupted"].setdefault(corruption.name, {})[str(severity)] = kept

@@ -234,7 +234,14 @@ def write_calibration_report(
 
 
 def matched_detections_of(
-    predictor, dataset: str, folder: str | Path, *, max_images: int = 0, min_score: float = 0.0, flag: str
+    predictor,
+    dataset: str,
+    folder: str | Path,
+    *,
+    max_images: int = 0,
+    min_score: float = 0.0,
+    flag: str,
+    workers: int = 0,
 ) -> dict[float, MatchedDetections]:
     """``predictor``'s detections on ``dataset`` (its first ``max_images`` images; 0: all),
     evaluated into ``folder`` as any evaluation is, then matched (``match_detections``); a split
@@ -246,7 +253,7 @@ def matched_detections_of(
     records = DatasetCatalog.get(dataset)
     check_annotated(dataset, records, flag)
     subset = records[:max_images] if max_images else None
-    evaluate_predictor(predictor, dataset, folder, records=subset)
+    evaluate_predictor(predictor, dataset, folder, records=subset, workers=workers)
     detections = json.loads(Path(folder, "coco_instances_results.json").read_text())
     return match_detections(ground_truth_json(dataset, folder, subset), detections, min_score=min_score)
 
@@ -259,6 +266,7 @@ def calibrate_predictor(
     fit_dataset: str | None = None,
     max_images: int = 0,
     min_score: float = 0.3,
+    workers: int = 0,
 ) -> dict:
     """``tools/eval_coco.py --calibration``: the predictor's detections on ``fit_dataset`` (if
     given: the scalings are fitted there) and on each test set, matched, measured and written
@@ -273,6 +281,7 @@ def calibrate_predictor(
             max_images=max_images,
             min_score=min_score,
             flag="--calibration-fit",
+            workers=workers,
         )
         fit = (fit_dataset, matched)
     test = {
@@ -283,6 +292,7 @@ def calibrate_predictor(
             max_images=max_images,
             min_score=min_score,
             flag="--calibration",
+            workers=workers,
         )
         for name in test_sets
     }

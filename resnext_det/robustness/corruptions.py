@@ -36,6 +36,7 @@ __all__ = [
     "EXTRA_CORRUPTIONS",
     "SEVERITIES",
     "Corruption",
+    "CorruptedImages",
     "benchmark_corruption",
     "corrupt_image",
     "image_seed",
@@ -160,12 +161,31 @@ def _gaussian_with_multichannel(image, sigma=1, multichannel=None, **kwargs):
 def benchmark_corruption(name: str) -> Corruption:
     """One of imagecorruptions' corruptions by name (checked first)."""
     (name,) = parse_corruptions([name])
-    imagecorruptions = _imagecorruptions()
+    _imagecorruptions()  # installed? (the error names the install command)
+    return Corruption(name, _ImageCorruptionsFunction(name))
 
-    def function(image_rgb: np.ndarray, severity: int) -> np.ndarray:
-        return imagecorruptions.corrupt(image_rgb, corruption_name=name, severity=severity)
 
-    return Corruption(name, function)
+@dataclass(frozen=True)
+class _ImageCorruptionsFunction:
+    """One of imagecorruptions' corruptions as a picklable callable (DataLoader workers get it)."""
+
+    name: str
+
+    def __call__(self, image_rgb: np.ndarray, severity: int) -> np.ndarray:
+        return _imagecorruptions().corrupt(image_rgb, corruption_name=self.name, severity=severity)
+
+
+@dataclass(frozen=True)
+class CorruptedImages:
+    """``evaluate_predictor``'s ``image_transform``: each image corrupted with its own seed
+    (``image_seed``); picklable, so DataLoader workers corrupt while the model runs."""
+
+    corruption: Corruption
+    severity: int
+
+    def __call__(self, image_bgr: np.ndarray, record: dict) -> np.ndarray:
+        seed = image_seed(record, self.corruption.name, self.severity)
+        return corrupt_image(image_bgr, self.corruption, self.severity, seed)
 
 
 def image_seed(record: dict, corruption: str, severity: int) -> int:

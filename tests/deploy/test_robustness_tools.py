@@ -23,21 +23,11 @@ def run(*args, datasets: Path) -> subprocess.CompletedProcess:
 
 def test_corruptions_of_an_export_then_two_runs_side_by_side(onnx_dir, demo_root, tmp_path):
     out = tmp_path / "robust"
-    result = run(
-        "tools/eval_coco.py",
-        "--exported",
-        str(onnx_dir),
-        "--corruptions",
-        "gaussian_noise,pixelate",
-        "--max-images",
-        "3",
-        "--severities",
-        "2",
-        "5",
-        "OUTPUT_DIR",
-        str(out),
-        datasets=demo_root.parent,
-    )  # fmt: skip  (overrides right after)
+    # the overrides come right after --severities' values (argparse would give them to it)
+    result = run("tools/eval_coco.py", "--exported", str(onnx_dir),
+                 "--corruptions", "gaussian_noise,pixelate", "--max-images", "3", "--workers", "2",
+                 "--severities", "2", "5", "OUTPUT_DIR", str(out),
+                 datasets=demo_root.parent)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((out / "robustness.json").read_text())
     assert state["images"] == 3 and state["dataset"] == "resnext_demo_val"
@@ -125,6 +115,7 @@ def test_calibration_of_an_export(onnx_dir, demo_root, tmp_path):
         ),
         (["--calibration-fit", "resnext_demo_train"], "--calibration-fit is a setting of --calibration"),
         (["--max-images", "3"], "--max-images is a setting of --corruptions and --calibration"),
+        (["--workers", "2"], "--workers is a setting of --corruptions and --calibration"),
         (["--corruptions", "all", "--calibration"], "run --corruptions and --calibration as two commands"),
     ],
 )

@@ -111,3 +111,34 @@ def test_a_folder_without_a_finished_run_is_named(tmp_path):
     (tmp_path / "robustness.json").write_text(json.dumps({"model": "m", "clean": {}}))
     with pytest.raises(ConfigError, match=r"not a finished robustness run \(missing corrupted, summary"):
         read_robustness(tmp_path)
+
+
+class PixelRecorder(GroundTruthOracle):
+    """The oracle, also keeping a checksum of every image it is given, in order."""
+
+    def __init__(self, records):
+        super().__init__(records)
+        self.seen = []
+
+    def __call__(self, image_bgr):
+        self.seen.append(zlib.crc32(image_bgr.tobytes()))
+        return super().__call__(image_bgr)
+
+
+def test_dataloader_workers_corrupt_the_same_pixels_in_the_same_order(val_records, tmp_path):
+    """``workers`` processes read and corrupt the images (a real, seeded corruption: a function of
+    the file, not of the process); the model sees exactly what one process would have shown it."""
+    from resnext_det.deploy.evaluate import evaluate_predictor
+    from resnext_det.robustness import CorruptedImages, benchmark_corruption
+
+    corrupted = CorruptedImages(benchmark_corruption("shot_noise"), 3)
+    seen = {}
+    for workers in (0, 2):
+        recorder = PixelRecorder(val_records)
+        evaluate_predictor(recorder, "resnext_demo_val", tmp_path / str(workers), records=val_records,
+                           image_transform=corrupted, workers=workers)  # fmt: skip
+        seen[workers] = recorder.seen
+    assert len(seen[0]) == len(val_records) and len(set(seen[0])) == len(val_records)
+    assert seen[2] == seen[0]
+    clean = [zlib.crc32(read_image(r["file_name"], format="BGR").tobytes()) for r in val_records]
+    assert not set(clean) & set(seen[0])  # every image was corrupted
