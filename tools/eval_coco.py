@@ -382,6 +382,11 @@ def evaluate_calibration(args) -> dict:
                 f"--calibration-fit: {args.calibration_fit!r} is not a registered dataset "
                 f"(give --dataset NAME JSON IMAGE_ROOT to register a COCO json)"
             )
+        if args.calibration_fit in names:
+            raise ConfigError(
+                f"--calibration-fit: {args.calibration_fit!r} is also the test set: scalings fitted on the "
+                f"detections they are measured on look better than they are; fit on another split"
+            )
         prepare_demo_splits([args.calibration_fit])
         check_datasets([args.calibration_fit])
     report = calibrate_predictor(
