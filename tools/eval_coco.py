@@ -187,6 +187,11 @@ def check_model_arguments(args) -> None:
     robustness = bool(args.corruptions) or args.calibration
     if robustness and (args.images or args.analysis):
         raise ConfigError("--corruptions and --calibration run on their own: not with --images or --analysis")
+    if robustness and (args.num_gpus > 1 or args.num_machines > 1):
+        raise ConfigError(
+            "--corruptions and --calibration run the model in one process, on one device: drop "
+            "--num-gpus / --num-machines (--workers N reads and corrupts the images in parallel)"
+        )
     if args.corruptions and args.calibration:
         raise ConfigError("run --corruptions and --calibration as two commands (each its own OUTPUT_DIR)")
     if args.calibration_fit and not args.calibration:

@@ -4,7 +4,9 @@ P is the COCO AP on the clean images, mPC the mean AP over every (corruption, se
 rPC = mPC / P. Each evaluation is the project's one (``deploy.evaluate_predictor``, detectron2's
 COCO evaluator), on images corrupted between reading and predicting; a predictor is anything
 that maps a BGR image to ``Instances`` (the PyTorch pair with its RPN, or an exported model), so
-stage 1's proposals are recomputed on every corrupted image.
+stage 1's proposals are recomputed on every corrupted image. Each evaluation also keeps the D-ECE
+of its box scores (``robustness.calibration``): a detector can lose AP and stay calibrated, or
+keep confident scores on what it no longer finds.
 
 ``robustness.json`` is rewritten after each evaluation and a re-run skips what it holds: a run
 of the full grid (76 evaluations) can be stopped and continued. It also names the model, the
@@ -87,6 +89,22 @@ def _start_or_continue(path: Path, identity: dict) -> dict:
     return state
 
 
+#: the calibration kept per evaluation: D-ECE at IoU 0.5 of the detections scoring at least 0.3
+#: (``robustness.calibration``: do the scores still mean what they say under the corruption?)
+CALIBRATION_IOU, CALIBRATION_MIN_SCORE = 0.5, 0.3
+
+
+def _score_calibration(dataset: str, folder: Path, records: list[dict] | None) -> float | None:
+    """D-ECE of the evaluation just written to ``folder`` (None without detections)."""
+    from ..deploy.evaluate import ground_truth_json
+    from .calibration import detection_ece, match_detections
+
+    detections = json.loads((folder / "coco_instances_results.json").read_text())
+    gt = ground_truth_json(dataset, folder, records)
+    matched = match_detections(gt, detections, (CALIBRATION_IOU,), min_score=CALIBRATION_MIN_SCORE)
+    return detection_ece(matched[CALIBRATION_IOU])
+
+
 def summarize(state: dict, corruptions: list[str], severities: list[int]) -> dict:
     """P, mPC, rPC (of AP and AP50), and the mean over severities of each corruption and over
     corruptions of each severity, from the evaluations of ``corruptions`` x ``severities``."""
@@ -104,7 +122,24 @@ def summarize(state: dict, corruptions: list[str], severities: list[int]) -> dic
             "per_corruption": dict(zip(corruptions, grid.mean(axis=1).tolist(), strict=True)),
             "per_severity": {str(s): v for s, v in zip(severities, grid.mean(axis=0).tolist(), strict=True)},
         }
+    corrupted = [state["corrupted"][c][str(s)].get("D-ECE") for c in corruptions for s in severities]
+    corrupted = [v for v in corrupted if v is not None]
+    summary["D-ECE"] = {
+        "iou": CALIBRATION_IOU,
+        "min_score": CALIBRATION_MIN_SCORE,
+        "clean": state["clean"].get("D-ECE"),
+        "mean_corrupted": float(np.mean(corrupted)) if corrupted else None,
+        "per_severity": {
+            str(s): _mean_or_none([state["corrupted"][c][str(s)].get("D-ECE") for c in corruptions])
+            for s in severities
+        },
+    }
     return summary
+
+
+def _mean_or_none(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
 
 
 def run_benchmark(
@@ -152,7 +187,10 @@ def run_benchmark(
             if corruption is None:
                 clean_dir = output_dir / "inference" / dataset
                 box = evaluate_predictor(predictor, dataset, clean_dir, records=records, workers=workers)
-                state["clean"] = _kept(box["bbox"])
+                state["clean"] = {
+                    **_kept(box["bbox"]),
+                    "D-ECE": _score_calibration(dataset, clean_dir, records),
+                }
             else:
                 box = evaluate_predictor(
                     predictor,
@@ -163,6 +201,7 @@ def run_benchmark(
                     workers=workers,
                 )
                 kept = _kept(box.get("bbox", {}), clean=state["clean"])
+                kept["D-ECE"] = _score_calibration(dataset, Path(scratch), records)
                 state["corrupted"].setdefault(corruption.name, {})[str(severity)] = kept
             atomic_write_json(path, state)
             bar.update()
@@ -193,4 +232,10 @@ def format_table(state: dict, metric: str = "AP") -> str:
     s = summary[metric]
     rpc = f"{100 * s['rPC']:.1f}%" if s["rPC"] is not None else "n/a (P is 0)"
     lines.append(f"P {s['P']:.1f}  mPC {s['mPC']:.1f}  rPC {rpc}")
+    d_ece = summary.get("D-ECE") or {}
+    if d_ece.get("clean") is not None and d_ece.get("mean_corrupted") is not None:
+        lines.append(
+            f"D-ECE of the scores (IoU {d_ece['iou']}, scores >= {d_ece['min_score']}): clean "
+            f"{100 * d_ece['clean']:.1f}%, under corruption {100 * d_ece['mean_corrupted']:.1f}% on average"
+        )
     return "\n".join(lines)

@@ -142,22 +142,28 @@ def _colours(count: int):
 
 
 def plot_runs_summary(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path:
-    """P and mPC of each run, side by side, rPC written above each run's pair."""
+    """P and mPC of each run, side by side, each bar with its value, rPC above each run's pair."""
     plt = _pyplot()
-    fig, axis = plt.subplots(figsize=(1.8 + 1.5 * len(runs), 3.6))
+    fig, axis = plt.subplots(figsize=(1.8 + 1.6 * len(runs), 3.8))
     x = np.arange(len(runs))
     p = [r["summary"][metric]["P"] for _, r in runs]
     mpc = [r["summary"][metric]["mPC"] for _, r in runs]
-    axis.bar(x - 0.2, p, 0.4, color=OKABE_ITO[0], label="P (clean)")
-    axis.bar(x + 0.2, mpc, 0.4, color=OKABE_ITO[1], label="mPC (corrupted)")
+    top = max(max(p), 1.0) * 1.3
+    for offset, values, colour, label in (
+        (-0.2, p, OKABE_ITO[0], "P (clean)"),
+        (0.2, mpc, OKABE_ITO[1], "mPC"),
+    ):
+        bars = axis.bar(x + offset, values, 0.4, color=colour, label=label)
+        axis.bar_label(bars, labels=[f"{v:.1f}" for v in values], fontsize=9)
     for i, (_, r) in enumerate(runs):
         rpc = r["summary"][metric]["rPC"]
-        axis.text(i, max(p[i], mpc[i]) + 1, f"rPC {100 * rpc:.0f}%" if rpc is not None else "", ha="center")
+        text = f"rPC {100 * rpc:.0f}%" if rpc is not None else "rPC n/a"
+        axis.text(i, max(p[i], mpc[i]) + 0.1 * top, text, ha="center", fontsize=10, fontweight="bold")
     axis.set_xticks(x, [label for label, _ in runs])
     axis.set_ylabel(metric)
-    axis.set_ylim(0, max(max(p), 1.0) * 1.2)
-    axis.legend(loc="upper right", fontsize=8)
-    axis.set_title(f"clean and corrupted {metric}")
+    axis.set_ylim(0, top)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9, frameon=False)
+    axis.set_title(f"clean and corrupted {metric} (mPC: mean over corruptions and severities)", fontsize=10)
     return _save(fig, path)
 
 

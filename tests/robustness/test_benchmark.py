@@ -24,9 +24,9 @@ BLANK = Corruption("blank", lambda rgb, severity: np.full_like(rgb, 127))
 
 
 class GroundTruthOracle:
-    """Each clean image's ground truth as detections (score 1); nothing for any other image."""
+    """Each clean image's ground truth as detections (of ``score``); nothing for any other image."""
 
-    def __init__(self, records):
+    def __init__(self, records, score: float = 1.0):
         self.calls = 0
         self.truth = {}
         for record in records:
@@ -34,7 +34,7 @@ class GroundTruthOracle:
             gt = annotations_to_instances(record["annotations"], image.shape[:2])
             found = Instances(image.shape[:2])
             found.pred_boxes, found.pred_classes = gt.gt_boxes, gt.gt_classes
-            found.scores = torch.ones(len(gt))
+            found.scores = torch.full((len(gt),), score)
             self.truth[zlib.crc32(image.tobytes())] = found
 
     def __call__(self, image_bgr):
@@ -75,14 +75,33 @@ def test_unchanged_images_give_mpc_equal_to_p_and_blank_ones_ap_zero(val_records
     assert json.loads((tmp_path / "robustness.json").read_text()) == state
     # the log's table has every number of the grid
     table = format_table(state)
-    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:-1]}
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:-2]}
     assert rows == {"unchanged": ["100.0"] * 3, "blank": ["0.0"] * 3}
     assert "P 100.0  mPC 50.0  rPC 50.0%" in table
+    # the scores' calibration per evaluation: always right at score 1 is calibrated; nothing
+    # detected has no D-ECE (and no part in the mean)
+    assert state["clean"]["D-ECE"] == pytest.approx(0.0, abs=1e-12)
+    assert state["corrupted"]["unchanged"]["3"]["D-ECE"] == pytest.approx(0.0, abs=1e-12)
+    assert state["corrupted"]["blank"]["3"]["D-ECE"] is None
+    assert state["summary"]["D-ECE"]["mean_corrupted"] == pytest.approx(0.0, abs=1e-12)
+    assert table.splitlines()[-1] == (
+        "D-ECE of the scores (IoU 0.5, scores >= 0.3): clean 0.0%, under corruption 0.0% on average"
+    )
     # the run's two pictures: real PNGs, of the size a reader can read
     for path in write_robustness_pictures(state, tmp_path):
         assert path.name in ROBUSTNESS_PICTURES
         width, height = Image.open(path).size
         assert width >= 300 and height >= 150
+
+
+def test_an_always_right_detector_scoring_0_6_is_0_4_off(val_records, tmp_path):
+    """Every detection correct at score 0.6: one bin, precision 1, D-ECE 0.4 exactly; AP is
+    unaffected by a constant score."""
+    oracle = GroundTruthOracle(val_records, score=0.6)
+    state = run_benchmark(oracle, "resnext_demo_val", tmp_path, [UNCHANGED], [2], model="oracle 0.6",
+                          records=val_records, progress=False)  # fmt: skip
+    assert state["clean"]["AP"] == pytest.approx(100.0)
+    assert state["clean"]["D-ECE"] == pytest.approx(0.4) == state["summary"]["D-ECE"]["mean_corrupted"]
 
 
 def test_a_rerun_continues_and_a_file_of_another_model_is_refused(val_records, tmp_path):
