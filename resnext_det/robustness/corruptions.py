@@ -138,8 +138,11 @@ class _SkimageSeededByNumpy(types.ModuleType):
     def __getattr__(self, name):
         import skimage
 
-        if name == "util":
-            return types.SimpleNamespace(random_noise=_random_noise_seeded_by_numpy)
+        if name == "util":  # skimage.util, with random_noise replaced
+            util = types.ModuleType("skimage.util")
+            util.__dict__.update(vars(skimage.util))
+            util.random_noise = _random_noise_seeded_by_numpy
+            return util
         return getattr(skimage, name)
 
 
