@@ -6,8 +6,9 @@ of ResNet against ResNeXt, asked of robustness.
 
 Each run is an OUTPUT_DIR with robustness.json (or the file). Writes one picture per view into
 --output: summary.png (P and mPC, rPC above them), retention.png (the share of the clean AP kept
-under each corruption), severity.png (AP against severity, a panel per corruption), and
-comparison.json (the numbers drawn). Only the corruptions and severities every run has are
+under each corruption), severity.png (AP against severity, a panel per corruption),
+calibration.png (the box scores' D-ECE against severity), and comparison.json (the numbers
+drawn). Only the corruptions and severities every run has are
 compared.
 """
 
@@ -22,12 +23,18 @@ from resnext_det.atomic_files import atomic_write_json
 from resnext_det.engine.cli import exit_on_user_error
 from resnext_det.errors import ConfigError
 from resnext_det.robustness import read_robustness
-from resnext_det.robustness.plots import plot_runs_retention, plot_runs_severity, plot_runs_summary
+from resnext_det.robustness.plots import (
+    plot_runs_calibration,
+    plot_runs_retention,
+    plot_runs_severity,
+    plot_runs_summary,
+)
 
 VIEWS = {
     "summary.png": plot_runs_summary,
     "retention.png": plot_runs_retention,
     "severity.png": plot_runs_severity,
+    "calibration.png": plot_runs_calibration,  # drawn when every run has the scores' D-ECE
 }
 
 
@@ -63,7 +70,8 @@ def main(argv=None) -> int:
             raise ConfigError(
                 f"the runs are of different test sets ({', '.join(sorted(datasets))}): not comparable"
             )
-        written = [view(runs, Path(args.output, name), args.metric) for name, view in VIEWS.items()]
+        drawn = [view(runs, Path(args.output, name), args.metric) for name, view in VIEWS.items()]
+        written = [path for path in drawn if path is not None]
         atomic_write_json(
             Path(args.output, "comparison.json"),
             {label: {"model": s["model"], **s["summary"][args.metric]} for label, s in runs},

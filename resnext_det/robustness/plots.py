@@ -4,7 +4,8 @@ colour-blind-safe colours (Okabe-Ito for lines and bars, cividis for the heatmap
 One run: ``plot_heatmap`` (AP per corruption and severity) and ``plot_severity_curves`` (AP
 against severity, a panel per corruption family). Several runs side by side (``tools/
 plot_robustness.py``): ``plot_runs_summary`` (P and mPC), ``plot_runs_retention`` (rPC per
-corruption), ``plot_runs_severity`` (AP against severity, a panel per corruption). Calibration:
+corruption), ``plot_runs_severity`` (AP against severity, a panel per corruption),
+``plot_runs_calibration`` (the scores' D-ECE against severity). Calibration:
 ``plot_reliability`` (precision against confidence, before and after scaling).
 """
 
@@ -22,6 +23,7 @@ __all__ = [
     "ROBUSTNESS_PICTURES",
     "plot_heatmap",
     "plot_reliability",
+    "plot_runs_calibration",
     "plot_runs_retention",
     "plot_runs_severity",
     "plot_runs_summary",
@@ -227,6 +229,30 @@ def plot_runs_severity(runs: list[tuple[str, dict]], path: str | Path, metric: s
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=len(runs), bbox_to_anchor=(0.5, 1.04))
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_runs_calibration(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path | None:
+    """D-ECE of the box scores against severity (mean over the corruptions), clean at the left,
+    one line per run; None when a run's file predates the D-ECE per evaluation."""
+    if any((r["summary"].get("D-ECE") or {}).get("clean") is None for _, r in runs):
+        return None
+    plt = _pyplot()
+    fig, axis = plt.subplots(figsize=(5.2, 3.8))
+    severities = [int(s) for s in runs[0][1]["summary"]["D-ECE"]["per_severity"]]
+    for i, ((label, r), colour) in enumerate(zip(runs, _colours(len(runs)), strict=True)):
+        d_ece = r["summary"]["D-ECE"]
+        values = [d_ece["clean"]] + [d_ece["per_severity"].get(str(s)) for s in severities]
+        values = [np.nan if v is None else 100 * v for v in values]
+        axis.plot([0, *severities], values, marker=_MARKERS[i % len(_MARKERS)], color=colour, label=label)
+    _severity_axis(axis, severities, "D-ECE (%)")
+    axis.set_ylim(bottom=0)
+    first = runs[0][1]["summary"]["D-ECE"]
+    axis.set_title(
+        f"box score calibration under corruption (IoU {first['iou']}, scores >= {first['min_score']})",
+        fontsize=10,
+    )
+    axis.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -102,6 +102,13 @@ def test_an_always_right_detector_scoring_0_6_is_0_4_off(val_records, tmp_path):
                           records=val_records, progress=False)  # fmt: skip
     assert state["clean"]["AP"] == pytest.approx(100.0)
     assert state["clean"]["D-ECE"] == pytest.approx(0.4) == state["summary"]["D-ECE"]["mean_corrupted"]
+    # plot_robustness's calibration view: drawn for runs that have it, not for a file without it
+    from resnext_det.robustness.plots import plot_runs_calibration
+
+    drawn = plot_runs_calibration([("a", state), ("b", state)], tmp_path / "calibration.png")
+    assert drawn == tmp_path / "calibration.png" and Image.open(drawn).size[0] >= 300
+    older = {**state, "summary": {k: v for k, v in state["summary"].items() if k != "D-ECE"}}
+    assert plot_runs_calibration([("a", state), ("old", older)], tmp_path / "none.png") is None
 
 
 def test_a_rerun_continues_and_a_file_of_another_model_is_refused(val_records, tmp_path):
