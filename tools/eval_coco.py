@@ -61,6 +61,7 @@ from resnext_det.engine.run_config import read_run_config, setup_run
 from resnext_det.engine.trained_stage import read_trained_stage
 from resnext_det.errors import ConfigError
 from resnext_det.robustness import (
+    SEVERITIES,
     benchmark_corruption,
     format_table,
     parse_corruptions,
@@ -68,7 +69,7 @@ from resnext_det.robustness import (
     run_benchmark,
     write_robustness_pictures,
 )
-from resnext_det.robustness.calibration import calibrate_predictor, format_report
+from resnext_det.robustness.calibration import DEFAULT_MIN_SCORE, calibrate_predictor, format_report
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_argument_parser
@@ -109,7 +110,7 @@ def parse_args(argv=None):
         help="'all' (the benchmark's 15) or names separated by commas: AP under each, P / mPC / rPC",
     )
     robust.add_argument(
-        "--severities", nargs="+", default=["1", "2", "3", "4", "5"], help="of --corruptions (1-5)"
+        "--severities", nargs="+", default=None, help="of --corruptions (1-5; default: all five)"
     )
     robust.add_argument(
         "--calibration", action="store_true", help="D-ECE of the box scores and reliability diagrams"
@@ -123,7 +124,7 @@ def parse_args(argv=None):
     robust.add_argument(
         "--calibration-min-score",
         type=float,
-        default=0.3,
+        default=DEFAULT_MIN_SCORE,
         help="detections below this score are left out of D-ECE and the fits",
     )
     robust.add_argument(
@@ -150,7 +151,7 @@ def _is_override(token: str) -> bool:
 def _give_back_overrides(args):
     """``--severities 1 2 3 MODEL.WEIGHTS w.pth``: argparse gives every token after
     --severities to it; the overrides from the first key on go back to ``opts``."""
-    for i, token in enumerate(args.severities):
+    for i, token in enumerate(args.severities or []):
         if _is_override(token):
             args.opts = [*args.severities[i:], *args.opts]
             args.severities = args.severities[:i]
@@ -196,6 +197,10 @@ def check_model_arguments(args) -> None:
         raise ConfigError("run --corruptions and --calibration as two commands (each its own OUTPUT_DIR)")
     if args.calibration_fit and not args.calibration:
         raise ConfigError("--calibration-fit is a setting of --calibration")
+    if args.severities is not None and not args.corruptions:
+        raise ConfigError("--severities is a setting of --corruptions")
+    if args.calibration_min_score != DEFAULT_MIN_SCORE and not args.calibration:
+        raise ConfigError("--calibration-min-score is a setting of --calibration")
     if args.max_images and not robustness:
         raise ConfigError("--max-images is a setting of --corruptions and --calibration")
     if args.workers and not robustness:
@@ -208,7 +213,7 @@ def check_model_arguments(args) -> None:
         )
     if args.corruptions:  # before any model is built: a typo costs nothing
         args.corruptions = parse_corruptions(args.corruptions)
-        args.severities = parse_severities(args.severities)
+        args.severities = parse_severities(args.severities or SEVERITIES)
 
 
 def exported_settings(args) -> tuple[list[str], str, str, dict]:

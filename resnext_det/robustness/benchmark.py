@@ -27,6 +27,7 @@ import numpy as np
 from ..atomic_files import atomic_write_json
 from ..deploy.evaluate import evaluate_predictor
 from ..errors import ConfigError
+from .calibration import DEFAULT_MIN_SCORE
 from .corruptions import CORRUPTION_GROUPS, CorruptedImages, Corruption
 
 __all__ = [
@@ -91,7 +92,7 @@ def _start_or_continue(path: Path, identity: dict) -> dict:
 
 #: the calibration kept per evaluation: D-ECE at IoU 0.5 of the detections scoring at least 0.3
 #: (``robustness.calibration``: do the scores still mean what they say under the corruption?)
-CALIBRATION_IOU, CALIBRATION_MIN_SCORE = 0.5, 0.3
+CALIBRATION_IOU = 0.5
 
 
 def _score_calibration(dataset: str, folder: Path, records: list[dict] | None) -> float | None:
@@ -101,7 +102,7 @@ def _score_calibration(dataset: str, folder: Path, records: list[dict] | None) -
 
     detections = json.loads((folder / "coco_instances_results.json").read_text())
     gt = ground_truth_json(dataset, folder, records)
-    matched = match_detections(gt, detections, (CALIBRATION_IOU,), min_score=CALIBRATION_MIN_SCORE)
+    matched = match_detections(gt, detections, (CALIBRATION_IOU,), min_score=DEFAULT_MIN_SCORE)
     return detection_ece(matched[CALIBRATION_IOU])
 
 
@@ -126,7 +127,7 @@ def summarize(state: dict, corruptions: list[str], severities: list[int]) -> dic
     corrupted = [v for v in corrupted if v is not None]
     summary["D-ECE"] = {
         "iou": CALIBRATION_IOU,
-        "min_score": CALIBRATION_MIN_SCORE,
+        "min_score": DEFAULT_MIN_SCORE,
         "clean": state["clean"].get("D-ECE"),
         "mean_corrupted": float(np.mean(corrupted)) if corrupted else None,
         "per_severity": {

@@ -28,6 +28,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DEFAULT_MIN_SCORE",
     "IOU_THRESHOLDS",
     "MatchedDetections",
     "calibrate_predictor",
@@ -47,6 +48,8 @@ IOU_THRESHOLDS = (0.5, 0.75)
 #: D-ECE's bins: of the score alone; of (score, centre x, centre y, width, height) each
 CONFIDENCE_BINS = 10
 POSITION_BINS = 5
+#: detections below this score are left out by default (eval_coco.py --calibration-min-score)
+DEFAULT_MIN_SCORE = 0.3
 #: the two scalings (netcal's classes), fitted on the score alone
 SCALINGS = ("temperature", "platt")
 
@@ -265,7 +268,7 @@ def calibrate_predictor(
     *,
     fit_dataset: str | None = None,
     max_images: int = 0,
-    min_score: float = 0.3,
+    min_score: float = DEFAULT_MIN_SCORE,
     workers: int = 0,
 ) -> dict:
     """``tools/eval_coco.py --calibration``: the predictor's detections on ``fit_dataset`` (if

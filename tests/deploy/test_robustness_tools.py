@@ -116,6 +116,8 @@ def test_calibration_of_an_export(onnx_dir, demo_root, tmp_path):
         (["--calibration-fit", "resnext_demo_train"], "--calibration-fit is a setting of --calibration"),
         (["--max-images", "3"], "--max-images is a setting of --corruptions and --calibration"),
         (["--workers", "2"], "--workers is a setting of --corruptions and --calibration"),
+        (["--severities", "2"], "--severities is a setting of --corruptions"),
+        (["--calibration-min-score", "0.5"], "--calibration-min-score is a setting of --calibration"),
         (["--corruptions", "all", "--num-gpus", "2"], "run the model in one process, on one device"),
         (
             ["--calibration", "--calibration-fit", "resnext_demo_val"],
