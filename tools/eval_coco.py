@@ -309,18 +309,17 @@ def evaluate(args) -> dict:
 
 def pytorch_predictor(args):
     """The pair of ``--config-file`` and ``--proposals`` (stage 1's folder: its RPN runs on each
-    image), and its run config."""
+    image), its run config, and the stage 2 weights it loaded."""
     run = read_run_config(args, test_only=True)  # YAML or LazyConfig alike
-    predictor = TwoStagePredictor.from_stage1_dir(
-        args.proposals, read_trained_stage(run.cfg, args.config_file)
-    )
-    return predictor, run
+    stage2 = read_trained_stage(run.cfg, args.config_file)
+    predictor = TwoStagePredictor.from_stage1_dir(args.proposals, stage2)
+    return predictor, run, stage2.weights
 
 
 def draw(args) -> list[Path]:
     """The pair's detections on ``--images`` (a folder, an image or a video), drawn, and in
     COCO's results format in ``detections.json``, as ``tools/predict.py`` writes them."""
-    predictor, _ = pytorch_predictor(args)
+    predictor, _, _ = pytorch_predictor(args)
     metadata = dataset_metadata(predictor.dataset_names[0] if predictor.dataset_names else None)
     output = Path(args.output or "vis")
     summary = predict_to_folder(
@@ -342,12 +341,11 @@ def model_under_test(args):
         predictor, names, output_dir, meta = exported_predictor(args)
         precision = (meta.get("quantization") or {}).get("dtype", "fp32")
         return predictor, names, output_dir, f"exported {meta['format']} {precision} {args.exported}"
-    predictor, run = pytorch_predictor(args)
+    predictor, run, weights = pytorch_predictor(args)
     names = list(run.test_sets)
     prepare_demo_splits(names)
     check_datasets(names)
-    weights = " ".join(o for o in args.opts if "WEIGHTS" in o or "init_checkpoint" in o or o.endswith(".pth"))
-    return predictor, names, run.output_dir, f"{args.config_file} + {args.proposals} {weights}".strip()
+    return predictor, names, run.output_dir, f"{args.config_file} with {weights}, stage 1 {args.proposals}"
 
 
 def first_images(name: str, count: int) -> list[dict] | None:
