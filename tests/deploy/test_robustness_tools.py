@@ -154,3 +154,25 @@ def test_without_imagecorruptions_and_on_a_split_without_annotations(
         "--calibration-fit: dataset 'unlabelled' has no annotations (40 images, none with a box)"
         in unlabelled.stderr
     )
+
+
+def test_the_pytorch_pair_under_corruption_is_named_by_its_weights(tiny_stage_dirs, demo_root, tmp_path):
+    """The PyTorch path (stage 2's config.yaml, stage 1's folder: its RPN runs on the corrupted
+    images): the run names the weights stage 2 loaded, so a second model's run into the same
+    folder is refused, naming both, and the first's results are kept."""
+    rpn, frcn = tiny_stage_dirs
+    out = tmp_path / "robust"
+    command = ["tools/eval_coco.py", "--config-file", str(frcn / "config.yaml"), "--proposals", str(rpn),
+               "--corruptions", "contrast", "--severities", "1", "--max-images", "2"]  # fmt: skip
+    first = run(*command, "MODEL.WEIGHTS", str(frcn / "model_final.pth"), "OUTPUT_DIR", str(out),
+                datasets=demo_root.parent)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = json.loads((out / "robustness.json").read_text())
+    assert state["model"] == f"{frcn / 'config.yaml'} with {frcn / 'model_final.pth'}, stage 1 {rpn}"
+    assert set(state["corrupted"]) == {"contrast"} and state["images"] == 2
+    copy = tmp_path / "another.pth"
+    copy.write_bytes((frcn / "model_final.pth").read_bytes())
+    second = run(*command, "MODEL.WEIGHTS", str(copy), "OUTPUT_DIR", str(out), datasets=demo_root.parent)
+    assert second.returncode == 1, second.stderr[-2000:]
+    assert "holds the corruption results of another run" in second.stderr and str(copy) in second.stderr
+    assert json.loads((out / "robustness.json").read_text()) == state
