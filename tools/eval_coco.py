@@ -52,6 +52,7 @@ from resnext_det.engine.cli import (
     add_dataset_argument,
     check_device,
     exit_on_user_error,
+    give_back_overrides,
     preflight,
     register_datasets_from_args,
     run_tool,
@@ -140,23 +141,7 @@ def parse_args(argv=None):
         default=0,
         help="with --corruptions / --calibration: the first N images of each split only (a quick look)",
     )
-    return _give_back_overrides(parser.parse_args(argv))
-
-
-def _is_override(token: str) -> bool:
-    """A config override (YAML's KEY / VALUE pairs are upper case; LazyConfig's are key=value)."""
-    return "=" in token or (token == token.upper() and any(c.isalpha() for c in token))
-
-
-def _give_back_overrides(args):
-    """``--severities 1 2 3 MODEL.WEIGHTS w.pth``: argparse gives every token after
-    --severities to it; the overrides from the first key on go back to ``opts``."""
-    for i, token in enumerate(args.severities or []):
-        if _is_override(token):
-            args.opts = [*args.severities[i:], *args.opts]
-            args.severities = args.severities[:i]
-            break
-    return args
+    return give_back_overrides(parser.parse_args(argv), "severities")
 
 
 #: VOC's two metrics (resnext_det.data.voc.VOCBothMetricsEvaluator), printed when present

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..atomic_files import atomic_write_json
 from .metrics import RunMetrics
+from .pictures import OKABE_ITO, pyplot
 
 __all__ = ["PANELS", "panel_series", "plot_runs"]
 
@@ -82,15 +83,11 @@ def panel_series(runs: list[RunMetrics]) -> dict[str, dict[str, dict[str, list]]
     return panels
 
 
-#: Okabe & Ito's colour-blind-safe palette, one colour per line of a panel
-_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
-
-
 def _draw(axis, panel: str, lines: dict) -> None:
     """A panel: curves over iterations; when every series has one point (an evaluation at the
     end), labelled bars instead: a lone dot per series says less than its number."""
     title, ylabel, _ = PANELS[panel]
-    colours = [_COLOURS[i % len(_COLOURS)] for i in range(len(lines))]
+    colours = [OKABE_ITO[i % len(OKABE_ITO)] for i in range(len(lines))]
     if all(len(line["value"]) == 1 for line in lines.values()):
         labels = [label.replace(": ", ":\n", 1) for label in lines]
         values = [line["value"][0] for line in lines.values()]
@@ -133,11 +130,7 @@ def _columns(count: int) -> int:
 def plot_runs(runs: list[RunMetrics], output: str | Path) -> list[Path]:
     """Write ``<panel>.png`` for every panel with data, ``overview.png`` and ``series.json`` to
     ``output``; returns the PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     panels = panel_series(runs)

@@ -8,21 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from .error_breakdown import ERROR_TYPES
+from .pictures import pyplot
 
 __all__ = ["plot_confusion_matrix", "plot_error_breakdown", "plot_pr_curves"]
 
 #: one colour per error type, from the area under C75 to the area under FN
 _AREA_COLOURS = ("#2c7bb6", "#5fa8d3", "#abd9e9", "#fdae61", "#f46d43", "#d73027", "#e0e0e0")
 _CURVE_STYLES = {"IoU 0.5": "#1b9e77", "IoU 0.75": "#d95f02", "IoU 0.5:0.95": "#7570b3"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
 
 
 def _grid(count: int, panel_inches: float, plt):
@@ -49,7 +41,7 @@ def _pr_axis(axis, title: str) -> None:
 def plot_pr_curves(curves: dict, path: str | Path) -> Path:
     """One panel for all classes (their mean), then one per class with objects; a line per
     IoU, its AP in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("all classes", curves["all"])] + [
         (name, by_iou) for name, by_iou in curves["classes"].items() if by_iou["IoU 0.5"] is not None
     ]
@@ -88,7 +80,7 @@ def plot_error_breakdown(
     breakdown: dict, recall, overall_path: str | Path, classes_path: str | Path
 ) -> list[Path]:
     """The overall breakdown (one picture) and one panel per class with objects (another)."""
-    plt = _pyplot()
+    plt = pyplot()
     written = []
     if breakdown["all"] is not None:
         figure, axis = plt.subplots(figsize=(6.6, 4.4))
@@ -116,7 +108,7 @@ def plot_error_breakdown(
 def plot_confusion_matrix(confusion: dict, path: str | Path) -> Path:
     """Each row normalised by its sum (a class's objects; background: its false positives),
     the counts written in the cells while there are few enough to read."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = confusion["labels"]
     counts = np.asarray(confusion["matrix"], dtype=float)
     rows = counts.sum(axis=1, keepdims=True)

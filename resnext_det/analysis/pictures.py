@@ -1,5 +1,6 @@
 """What every picture of the project shares: a dataset's class names, detectron2's
-``Visualizer`` on an image enlarged until its labels are legible, and contact sheets.
+``Visualizer`` on an image enlarged until its labels are legible, contact sheets, and for the
+plots matplotlib without a display (``pyplot``) and one colour-blind-safe palette (``OKABE_ITO``).
 
 The detections drawn by ``tools/eval_coco.py --images`` and ``tools/predict.py``, and the views
 of ``tools/browse_dataset.py``, all go through here, so they look alike.
@@ -16,16 +17,31 @@ from PIL import Image
 __all__ = [
     "IMAGE_SUFFIXES",
     "MIN_DRAWN_SIDE",
+    "OKABE_ITO",
     "category_ids",
     "contact_sheet",
     "dataset_metadata",
     "draw_instances",
+    "pyplot",
     "visualizer",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Drawn images smaller than this (shorter side, pixels) are enlarged so that labels stay legible.
 MIN_DRAWN_SIDE = 384
+#: Okabe & Ito's colour-blind-safe palette, one colour per line or bar in this order (yellow,
+#: faint on white, last)
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000", "#F0E442")
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: every plot is written to a file, no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
 
 
 def dataset_metadata(dataset: str | None):
@@ -91,11 +107,9 @@ def contact_sheet(
 
 def _legend_band(legend, width: int) -> Image.Image:
     """A white band ``width`` pixels wide with one coloured line and its meaning per entry."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
     from matplotlib.lines import Line2D
+
+    plt = pyplot()
 
     dpi = 100
     figure = plt.figure(figsize=(width / dpi, 0.42), dpi=dpi)

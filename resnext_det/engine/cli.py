@@ -32,10 +32,29 @@ __all__ = [
     "check_device",
     "check_num_gpus",
     "exit_on_user_error",
+    "give_back_overrides",
     "preflight",
     "register_datasets_from_args",
     "run_tool",
 ]
+
+
+def _is_override(token: str) -> bool:
+    """A config override (YAML's KEY / VALUE pairs are upper case; LazyConfig's are key=value)."""
+    return "=" in token or (token == token.upper() and any(c.isalpha() for c in token))
+
+
+def give_back_overrides(args, dest: str):
+    """``--flag 1 2 MODEL.WEIGHTS w.pth``: argparse gives every token after a ``nargs="+"`` flag to
+    it, the config overrides that follow included; those, from the first key on, go back to
+    ``args.opts`` (detectron2's remainder)."""
+    values = getattr(args, dest) or []
+    for i, token in enumerate(values):
+        if _is_override(token):
+            args.opts = [*values[i:], *args.opts]
+            setattr(args, dest, values[:i])
+            break
+    return args
 
 
 def add_dataset_argument(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

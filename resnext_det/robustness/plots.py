@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.pictures import OKABE_ITO, pyplot
 from .benchmark import ordered_corruptions
 from .corruptions import CORRUPTION_GROUPS
 
 __all__ = [
-    "OKABE_ITO",
     "ROBUSTNESS_PICTURES",
     "plot_heatmap",
     "plot_reliability",
@@ -31,25 +31,14 @@ __all__ = [
     "write_robustness_pictures",
 ]
 
-#: Okabe & Ito's colour-blind-safe palette (black last: the reference lines)
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
 
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -65,7 +54,7 @@ def _headline(state: dict, metric: str) -> str:
 
 def plot_heatmap(state: dict, path: str | Path, metric: str = "AP") -> Path:
     """Corruptions (rows, by family) against clean + severities (columns), each cell its AP."""
-    plt = _pyplot()
+    plt = pyplot()
     summary = state["summary"]
     corruptions, severities = ordered_corruptions(summary["corruptions"]), summary["severities"]
     grid = np.array(
@@ -114,7 +103,7 @@ def _severity_axis(axis, severities, metric: str) -> None:
 def plot_severity_curves(state: dict, path: str | Path, metric: str = "AP") -> Path:
     """AP against severity, one panel per corruption family, one line per corruption; every
     line starts at the clean AP (P), which the dashed line continues."""
-    plt = _pyplot()
+    plt = pyplot()
     summary = state["summary"]
     severities = summary["severities"]
     groups = _groups_of(summary["corruptions"])
@@ -145,7 +134,7 @@ def _colours(count: int):
 
 def plot_runs_summary(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path:
     """P and mPC of each run, side by side, each bar with its value, rPC above each run's pair."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(1.8 + 1.6 * len(runs), 3.8))
     x = np.arange(len(runs))
     p = [r["summary"][metric]["P"] for _, r in runs]
@@ -185,7 +174,7 @@ def _shared(runs: list[tuple[str, dict]]) -> tuple[list[str], list[int]]:
 def plot_runs_retention(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path:
     """rPC per corruption (its mean AP over severities over the run's P), one bar per run: how
     much of each model's clean AP survives each corruption, whatever the clean AP."""
-    plt = _pyplot()
+    plt = pyplot()
     corruptions, severities = _shared(runs)
     fig, axis = plt.subplots(figsize=(7.5, 0.9 + 0.42 * len(corruptions) * max(1, len(runs) / 2)))
     height = 0.8 / len(runs)
@@ -211,7 +200,7 @@ def plot_runs_retention(runs: list[tuple[str, dict]], path: str | Path, metric: 
 
 def plot_runs_severity(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path:
     """AP against severity, one panel per corruption, one line per run."""
-    plt = _pyplot()
+    plt = pyplot()
     corruptions, severities = _shared(runs)
     columns = min(5, len(corruptions))
     rows = -(-len(corruptions) // columns)
@@ -237,7 +226,7 @@ def plot_runs_calibration(runs: list[tuple[str, dict]], path: str | Path, metric
     one line per run; None when a run's file predates the D-ECE per evaluation."""
     if any((r["summary"].get("D-ECE") or {}).get("clean") is None for _, r in runs):
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axis = plt.subplots(figsize=(5.2, 3.8))
     severities = [int(s) for s in runs[0][1]["summary"]["D-ECE"]["per_severity"]]
     for i, ((label, r), colour) in enumerate(zip(runs, _colours(len(runs)), strict=True)):
@@ -260,7 +249,7 @@ def plot_reliability(curves: list[dict], path: str | Path, title: str) -> Path:
     """Precision against confidence (one line per curve: ``{"label", "confidence", "precision",
     "count", "d_ece"}``, the bins' means), the diagonal a calibrated detector follows, and below
     it how many detections each bin holds."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (axis, counts) = plt.subplots(
         2, 1, figsize=(4.6, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
