@@ -28,6 +28,7 @@ from resnext_det.robustness.plots import (
     plot_runs_retention,
     plot_runs_severity,
     plot_runs_summary,
+    shared_grid,
 )
 
 VIEWS = {
@@ -69,6 +70,12 @@ def main(argv=None) -> int:
         if len(datasets) > 1:
             raise ConfigError(
                 f"the runs are of different test sets ({', '.join(sorted(datasets))}): not comparable"
+            )
+        corruptions, severities = shared_grid(runs)
+        if not corruptions or not severities:
+            raise ConfigError(
+                "the runs share no (corruption, severity) to compare: "
+                + "; ".join(f"{label}: {', '.join(s['summary']['corruptions'])}" for label, s in runs)
             )
         drawn = [view(runs, Path(args.output, name), args.metric) for name, view in VIEWS.items()]
         written = [path for path in drawn if path is not None]

@@ -28,6 +28,7 @@ __all__ = [
     "plot_runs_severity",
     "plot_runs_summary",
     "plot_severity_curves",
+    "shared_grid",
     "write_robustness_pictures",
 ]
 
@@ -158,7 +159,7 @@ def plot_runs_summary(runs: list[tuple[str, dict]], path: str | Path, metric: st
     return _save(fig, path)
 
 
-def _shared(runs: list[tuple[str, dict]]) -> tuple[list[str], list[int]]:
+def shared_grid(runs: list[tuple[str, dict]]) -> tuple[list[str], list[int]]:
     """The corruptions and severities every run has (the pictures compare like with like)."""
     corruptions = [
         c for c in runs[0][1]["summary"]["corruptions"] if all(c in r["corrupted"] for _, r in runs)
@@ -175,7 +176,7 @@ def plot_runs_retention(runs: list[tuple[str, dict]], path: str | Path, metric: 
     """rPC per corruption (its mean AP over severities over the run's P), one bar per run: how
     much of each model's clean AP survives each corruption, whatever the clean AP."""
     plt = pyplot()
-    corruptions, severities = _shared(runs)
+    corruptions, severities = shared_grid(runs)
     fig, axis = plt.subplots(figsize=(7.5, 0.9 + 0.42 * len(corruptions) * max(1, len(runs) / 2)))
     height = 0.8 / len(runs)
     y = np.arange(len(corruptions))
@@ -201,7 +202,7 @@ def plot_runs_retention(runs: list[tuple[str, dict]], path: str | Path, metric: 
 def plot_runs_severity(runs: list[tuple[str, dict]], path: str | Path, metric: str = "AP") -> Path:
     """AP against severity, one panel per corruption, one line per run."""
     plt = pyplot()
-    corruptions, severities = _shared(runs)
+    corruptions, severities = shared_grid(runs)
     columns = min(5, len(corruptions))
     rows = -(-len(corruptions) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.8 * columns, 2.5 * rows), sharey=True, squeeze=False)

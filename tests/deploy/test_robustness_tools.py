@@ -53,6 +53,18 @@ def test_corruptions_of_an_export_then_two_runs_side_by_side(onnx_dir, demo_root
         "summary.png",
     ]
     assert set(json.loads((plots / "comparison.json").read_text())) == {"R50", "X50"}
+    # a run of other corruptions: nothing to compare, said as such
+    apart = json.loads((out / "robustness.json").read_text())
+    apart["corrupted"] = {"snow": apart["corrupted"]["pixelate"]}
+    apart["summary"]["corruptions"] = ["snow"]
+    (tmp_path / "apart.json").write_text(json.dumps(apart))
+    disjoint = run("tools/plot_robustness.py", str(out), str(tmp_path / "apart.json"),
+                   "--output", str(tmp_path / "d"), datasets=demo_root.parent)  # fmt: skip
+    assert disjoint.returncode == 1, disjoint.stderr[-2000:]
+    assert (
+        "error: the runs share no (corruption, severity) to compare: robust: gaussian_noise"
+        in disjoint.stderr
+    )
     missing = run("tools/plot_robustness.py", str(out), str(tmp_path), datasets=demo_root.parent)
     assert (
         missing.returncode == 1 and f"error: {tmp_path}/robustness.json: no robustness.json" in missing.stderr
